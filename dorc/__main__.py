@@ -1,0 +1,3 @@
+from dorc.cli import main
+
+main()

@@ -1,0 +1,175 @@
+"""The library API the CLI and users' tests call: definition -> plan -> target -> RunResult."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import DefinitionError, DorcError, Problem
+from .loader import LoadedPipeline, load_pipeline
+from .plan import LOCAL_ACCOUNT_ID, LayerPlan, build_plan, plan_problems
+from .project import Project, find_project
+from .result import RunResult
+from .validate import check_definition, handover_key
+
+TARGETS = ("local", "localstack")
+
+
+def known_layers(project: Project) -> set[str]:
+    return {f"{i}/{l}" for i in project.instances() for l in project.layers(i)}
+
+
+def load_layer(project: Project, instance: str, layer: str, env: str) -> tuple[LoadedPipeline, list[Problem]]:
+    """Load and check one layer; problems are returned, not raised, so they can all be listed."""
+    loaded = load_pipeline(project, instance, layer, env)
+    problems = check_definition(loaded, known_layers(project))
+    return loaded, problems
+
+
+def plan_layer(project: Project, instance: str, layer: str, env: str = "local", *,
+               account_id: str = LOCAL_ACCOUNT_ID) -> LayerPlan:
+    """The plan of one valid layer, or ``DefinitionError`` listing every problem."""
+    loaded, problems = load_layer(project, instance, layer, env)
+    if problems:
+        raise DefinitionError(problems)
+    plan = build_plan(loaded, account_id=account_id)
+    problems = plan_problems(plan)
+    if problems:
+        raise DefinitionError(problems)
+    return plan
+
+
+def validate(project: Project, instance: str | None = None, layer: str | None = None,
+             env: str = "local") -> dict[str, list[Problem]]:
+    """Every layer in scope -> its problems (empty list when valid)."""
+    out: dict[str, list[Problem]] = {}
+    instances = [instance] if instance else project.instances()
+    for inst in instances:
+        for lay in ([layer] if layer else project.layers(inst)):
+            key = f"{inst}/{lay}"
+            try:
+                loaded, problems = load_layer(project, inst, lay, env)
+                if not problems:
+                    problems = plan_problems(build_plan(loaded))
+            except DefinitionError as exc:
+                problems = exc.problems
+            out[key] = problems
+    return out
+
+
+def reachable_plans(project: Project, start_keys: list[str], env: str, *,
+                    account_id: str = LOCAL_ACCOUNT_ID) -> dict[str, LayerPlan]:
+    """The plans of the start layers and of every layer they hand over to, transitively."""
+    plans: dict[str, LayerPlan] = {}
+    todo = list(start_keys)
+    while todo:
+        key = todo.pop()
+        if key in plans:
+            continue
+        inst, lay = key.split("/")
+        plan = plan_layer(project, inst, lay, env, account_id=account_id)
+        plans[key] = plan
+        if plan.handover:
+            todo.append(f"{plan.handover.instance}/{plan.handover.layer}")
+    return plans
+
+
+def start_layers(project: Project, instance: str, layer: str | None, env: str) -> list[str]:
+    """Which layers a run starts at. With a layer: that one (its hand-overs follow, as in AWS).
+    Without: every layer of the instance that no other layer hands over to, by name."""
+    if layer:
+        project.main_file(instance, layer)
+        return [f"{instance}/{layer}"]
+    layers = project.layers(instance)
+    if not layers:
+        raise DorcError(f"instance {instance!r} has no layers", hint=f"add {instance}/<layer>/__main__.py")
+    targets: set[str] = set()
+    for lay in layers:
+        plan = plan_layer(project, instance, lay, env)
+        if plan.handover:
+            targets.add(f"{plan.handover.instance}/{plan.handover.layer}")
+    return [f"{instance}/{l}" for l in layers if f"{instance}/{l}" not in targets]
+
+
+def parse_event(text: str | None) -> bytes:
+    """``--event``: JSON text, or ``@file.json``; default ``{}``. Returned as the JSON that is sent."""
+    if text is None or text == "":
+        return b"{}"
+    source = "--event"
+    if text.startswith("@"):
+        path = Path(text[1:]).expanduser()
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise DorcError(f"cannot read the event file {path}: {exc.strerror}") from None
+        source = str(path)
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise DorcError(f"{source} is not valid JSON: {exc}", hint="e.g. --event '{\"year\": 2020}' or --event @event.json") from None
+    return json.dumps(value).encode()
+
+
+def run_pipeline(instance: str, layer: str | None = None, *, target: str = "local", event: Any = None,
+                 env: str | None = None, config_repo: str | os.PathLike | None = None, project: Project | None = None,
+                 observer=None, record: bool = True, endpoint: str | None = None) -> RunResult:
+    """Run a pipeline and return its ``RunResult`` (the same shape from every target).
+
+    ``event`` is a Python value (sent as JSON) or, with ``bytes``, JSON already encoded.
+    """
+    if target not in TARGETS:
+        raise DorcError(f"unknown target {target!r}", hint=f"use one of {', '.join(TARGETS)}")
+    project = project or find_project(config_repo)
+    env = env or ("localstack" if target == "localstack" else "local")
+    event_json = event if isinstance(event, bytes) else json.dumps({} if event is None else event).encode()
+    starts = start_layers(project, instance, layer, env)
+    plans = reachable_plans(project, starts, env)
+    results = []
+    for start in starts:
+        if target == "local":
+            from .targets import local
+
+            res = local.run(plans, start, event_json, state_dir=project.state_dir, observer=observer)
+        else:
+            from .targets import localstack
+
+            res = localstack.run(plans, start, event_json, project=project, observer=observer, endpoint=endpoint)
+        results.append(res)
+        if not res.succeeded:
+            break
+    result = _merge(results)
+    if record:
+        from .records import write_record
+
+        write_record(project.state_dir, result)
+    return result
+
+
+def invoke_function(instance: str, layer: str, function: str, *, event: Any = None, env: str = "local",
+                    config_repo: str | os.PathLike | None = None, project: Project | None = None, observer=None):
+    """Invoke one function of a layer in-process and return its ``StepResult``."""
+    from .targets import local
+
+    project = project or find_project(config_repo)
+    plan = plan_layer(project, instance, layer, env)
+    try:
+        plan.function(function)
+    except KeyError:
+        names = ", ".join(f.key for f in plan.functions)
+        raise DorcError(f"{instance}/{layer} has no function {function!r} (functions: {names})") from None
+    event_json = event if isinstance(event, bytes) else json.dumps({} if event is None else event).encode()
+    return local.invoke_function(plan, function, event_json, state_dir=project.state_dir, observer=observer)
+
+
+def _merge(results: list[RunResult]) -> RunResult:
+    """Independent start layers run one after the other; the result reads as one run."""
+    first = results[0]
+    if len(results) == 1:
+        return first
+    first.steps = [s for r in results for s in r.steps]
+    first.duration_ms = sum(r.duration_ms for r in results)
+    last = results[-1]
+    first.error, first.output_json = last.error, last.output_json
+    return first

@@ -1,0 +1,199 @@
+"""The ``dorc`` command: parse, call the library, render. No pipeline logic lives here.
+
+Exit codes: 0 success; 1 the pipeline ran and failed; 2 invalid definition, project, command
+line or a missing tool (nothing ran).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import typer
+
+from .errors import DorcError
+
+app = typer.Typer(
+    help="Run serverless data pipelines in-process, in LocalStack and in AWS from one definition.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    add_completion=False,
+)
+store_app = typer.Typer(help="The local holding store that persists between local runs.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+ConfigRepo = typer.Option(
+    None, "--config-repo", envvar="CONFIG_REPO_PATH", show_envvar=True,
+    help="The pipeline-config folder (default: ./pipeline-config).",
+)
+
+
+def _project(config_repo: Optional[str]):
+    from .project import find_project
+
+    return find_project(config_repo)
+
+
+@app.command()
+def run(
+    instance: str = typer.Argument(..., help="Pipeline instance, e.g. census."),
+    layer: Optional[str] = typer.Argument(None, help="Layer, e.g. raw. Omitted: every layer no other layer hands over to, and what they hand over to."),
+    local: bool = typer.Option(False, "--local", help="Run in-process (the default)."),
+    localstack: bool = typer.Option(False, "--localstack", help="Deploy to LocalStack and run there."),
+    event: Optional[str] = typer.Option(None, "--event", "-e", help="First event: JSON text or @file.json (default {})."),
+    env: Optional[str] = typer.Option(None, "--env", help="Environment whose names and settings to use (default: local, or localstack)."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="LocalStack URL (default $AWS_ENDPOINT_URL, $LOCALSTACK_HOST or http://localhost:4566)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run result as one JSON document on stdout; logs go to stderr."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No handler logs, only the summary."),
+    config_repo: Optional[str] = ConfigRepo,
+):
+    """Run a pipeline: each function's return value is the next one's event, contracts checked on every hop."""
+    from . import api
+    from .render import TerminalObserver, console, summary
+
+    if local and localstack:
+        raise DorcError("choose one of --local and --localstack")
+    target = "localstack" if localstack else "local"
+    project = _project(config_repo)
+    event_json = api.parse_event(event)
+    out = console(stderr=as_json)
+    observer = TerminalObserver(out, show_logs=not quiet)
+    result = api.run_pipeline(instance, layer, target=target, event=event_json, env=env, project=project,
+                              observer=observer, endpoint=endpoint)
+    if as_json:
+        sys.stdout.write(result.to_json(logs=False) + "\n")
+    else:
+        summary(out, result)
+    raise typer.Exit(0 if result.succeeded else 1)
+
+
+@app.command()
+def validate(
+    instance: Optional[str] = typer.Argument(None, help="Only this instance."),
+    layer: Optional[str] = typer.Argument(None, help="Only this layer."),
+    env: str = typer.Option("local", "--env", help="Environment to validate the deployed names for."),
+    config_repo: Optional[str] = ConfigRepo,
+):
+    """Check definitions, handlers, the chain and AWS limits. Exit 0 valid, 2 invalid (every problem listed)."""
+    from rich.text import Text
+
+    from . import api
+    from .render import console, print_problem
+
+    out = console()
+    results = api.validate(_project(config_repo), instance, layer, env)
+    bad = 0
+    for key, problems in results.items():
+        if problems:
+            bad += 1
+            out.print(Text.assemble(("✗ ", "bold red"), (key, "bold"), f": {len(problems)} problem(s)"))
+            for p in problems:
+                print_problem(out, p)
+        else:
+            out.print(Text.assemble(("✓ ", "bold green"), (key, "bold"), " is valid"))
+    if not results:
+        raise DorcError("no pipelines found", hint="add src/<instance>/<layer>/__main__.py under the pipeline-config folder")
+    raise typer.Exit(2 if bad else 0)
+
+
+@app.command("list")
+def list_(
+    env: str = typer.Option("local", "--env", help="Environment for the deployed names."),
+    config_repo: Optional[str] = ConfigRepo,
+):
+    """Pipelines, their layers and functions in run order, with deployed names."""
+    from rich.tree import Tree
+
+    from . import api
+    from .errors import DefinitionError
+    from .render import console
+
+    project = _project(config_repo)
+    out = console()
+    root = Tree(f"[bold]{project.settings.project}[/] ({project.root})")
+    for inst in project.instances():
+        t_inst = root.add(f"[bold cyan]{inst}[/]")
+        for lay in project.layers(inst):
+            try:
+                plan = api.plan_layer(project, inst, lay, env)
+            except DefinitionError as exc:
+                t_inst.add(f"[red]{lay}: invalid ({len(exc.problems)} problem(s); run dorc validate)[/]")
+                continue
+            t_lay = t_inst.add(f"[bold]{lay}[/] — {plan.description}  [dim]state machine {plan.state_machine_name}[/]")
+            for i, fn in enumerate(plan.functions, 1):
+                t_lay.add(f"{i}. {fn.key}  [dim]{fn.name} · {fn.runtime} · {fn.memory} MB · {fn.timeout} s[/]")
+            if plan.handover:
+                t_lay.add(f"→ hands over to [cyan]{plan.handover.instance}/{plan.handover.layer}[/]")
+            for trig in plan.triggers:
+                t_lay.add(f"⏰ {trig.key}: {trig.schedule_expression or json.dumps(trig.event_pattern)}")
+    out.print(root)
+
+
+@store_app.command("ls")
+def store_ls(config_repo: Optional[str] = ConfigRepo):
+    """What the local holding store holds (bucket, key, size)."""
+    from sim.aws import list_store
+
+    from .render import console
+
+    project = _project(config_repo)
+    out = console()
+    items = list_store(project.state_dir / "local-aws")
+    for bucket, key, size in items:
+        out.print(f"s3://{bucket}/{key}  [dim]{size:,} bytes[/]")
+    if not items:
+        out.print("[dim]the local store is empty[/]")
+
+
+@store_app.command("clear")
+def store_clear(
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+    config_repo: Optional[str] = ConfigRepo,
+):
+    """Delete everything local runs stored (the next processed run will need a raw run first)."""
+    from sim.aws import clear_store, list_store
+
+    from .render import console
+
+    project = _project(config_repo)
+    store = project.state_dir / "local-aws"
+    n = len(list_store(store))
+    if n and not yes:
+        if not sys.stdin.isatty():
+            raise DorcError(f"the local store holds {n} object(s); refusing to delete them without --yes")
+        typer.confirm(f"Delete {n} object(s) from the local store {store}?", abort=True)
+    clear_store(store)
+    console().print(f"cleared the local store ({n} object(s) deleted)")
+
+
+def main() -> None:
+    """Console-script entry point: user mistakes become one message and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except DorcError as exc:
+        from .render import print_error
+
+        print_error(exc)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

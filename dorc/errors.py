@@ -1,0 +1,49 @@
+"""Errors that mean "the user must change something": the CLI prints them without a traceback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a definition, said the way the user can act on it."""
+
+    file: str
+    message: str
+    function: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}" + (f" [function {self.function}]" if self.function else "")
+        return f"{where}: {self.message}"
+
+
+class DorcError(Exception):
+    """A user mistake or a missing tool; ``exit_code`` 2 means nothing ran."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message + (f"\n  fix: {self.hint}" if self.hint else "")
+
+
+class ProjectError(DorcError):
+    """The pipeline-config folder or its settings are missing or malformed."""
+
+
+class DefinitionError(DorcError):
+    """One or more pipeline definitions are invalid; every problem is listed."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in the pipeline definition:\n{lines}")
+
+
+class ToolMissingError(DorcError):
+    """An external tool (Docker, the Pulumi CLI, Python 3.13 for LocalStack) is not available."""

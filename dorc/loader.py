@@ -1,0 +1,124 @@
+"""Reading a pipeline's ``__main__.py``: run it with ``apply()`` in capture mode, take the definition.
+
+Files written for the seed project import from ``infrastructure.core...``; those module paths
+are provided as aliases of dorc's public API so such files load unchanged.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .errors import DefinitionError, Problem
+from .models import InvalidFunction, PipelineDefinition
+from .pipeline import PipelineConfig, _capture, _Capture
+from .project import Project
+
+_LEGACY = {
+    "infrastructure": None,
+    "infrastructure.core": None,
+    "infrastructure.core.models": None,
+    "infrastructure.core.Creator": ("CreatePipeline", "load_config", "PipelineConfig"),
+    "infrastructure.core.models.definition": (
+        "PipelineDefinition", "Function", "NextFunction", "FunctionType", "CronTrigger", "S3Trigger",
+    ),
+}
+
+
+def install_legacy_imports() -> None:
+    """Make ``from infrastructure.core.Creator import CreatePipeline`` (the seed's paths) work."""
+    import dorc
+
+    for name, exports in _LEGACY.items():
+        if name in sys.modules:
+            continue
+        mod = types.ModuleType(name, f"alias of dorc's public API (seed import path {name})")
+        mod.__path__ = []  # a package, so submodules resolve
+        for attr in exports or ():
+            setattr(mod, attr, getattr(dorc, attr))
+        sys.modules[name] = mod
+    for name in _LEGACY:
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, sys.modules[name])
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    instance: str
+    layer: str
+    main_file: Path
+    config: PipelineConfig
+    definition: PipelineDefinition
+
+    @property
+    def layer_dir(self) -> Path:
+        return self.main_file.parent
+
+    @property
+    def key(self) -> str:
+        return f"{self.instance}/{self.layer}"
+
+
+def load_pipeline(project: Project, instance: str, layer: str, env: str) -> LoadedPipeline:
+    """Execute ``__main__.py`` in capture mode. Any failure becomes a ``DefinitionError``."""
+    main_file = project.main_file(instance, layer)
+    rel = _rel(project, main_file)
+    install_legacy_imports()
+    cap = _Capture(env=env, project=project)
+    token = _capture.set(cap)
+    saved_path = list(sys.path)
+    sys.path.insert(0, str(main_file.parent))
+    try:
+        runpy.run_path(str(main_file), run_name="__dorc_load__")
+    except ValidationError as exc:
+        raise DefinitionError(_problems_from_validation(rel, exc)) from None
+    except InvalidFunction as exc:
+        raise DefinitionError(
+            [Problem(rel, f"{'.'.join(map(str, e['loc'])) or 'function'}: {e['msg'].removeprefix('Value error, ')}", exc.name)
+             for e in exc.error.errors()]
+        ) from None
+    except DefinitionError:
+        raise
+    except Exception as exc:  # the user's file itself is broken
+        raise DefinitionError([Problem(rel, f"loading failed: {type(exc).__name__}: {exc}")]) from None
+    finally:
+        _capture.reset(token)
+        sys.path[:] = saved_path
+    if not cap.definitions:
+        raise DefinitionError(
+            [Problem(rel, "defines no pipeline: it must call CreatePipeline(config, definition).apply()")]
+        )
+    if len(cap.definitions) > 1:
+        raise DefinitionError([Problem(rel, "calls CreatePipeline(...).apply() more than once; one layer per file")])
+    config, definition = cap.definitions[0]
+    return LoadedPipeline(instance, layer, main_file, config, definition)
+
+
+def _rel(project: Project, path: Path) -> str:
+    try:
+        return str(path.relative_to(project.root.parent))
+    except ValueError:
+        return str(path)
+
+
+def _problems_from_validation(file: str, exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = err.get("loc", ())
+        function = None
+        # loc like ('functions', 2, 'timeout'): name the function by its index when we can
+        if len(loc) >= 2 and loc[0] == "functions" and isinstance(loc[1], int):
+            inp = err.get("input")
+            function = f"#{loc[1] + 1}"
+            if isinstance(inp, dict) and "name" in inp:
+                function = str(inp["name"])
+        field = ".".join(str(p) for p in loc if not isinstance(p, int) and p not in ("functions",)) or "definition"
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        problems.append(Problem(file, f"{field}: {msg}", function))
+    return problems

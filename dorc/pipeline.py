@@ -1,0 +1,124 @@
+"""What a pipeline's ``__main__.py`` calls: ``load_config`` and ``CreatePipeline(...).apply()``.
+
+The same file is read by dorc (which only *captures* the definition) and, later, run by the
+Pulumi engine as a program. ``apply()`` therefore decides by context: under dorc's loader it
+records and returns; under Pulumi it builds the resources from the plan.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DorcError, ProjectError
+from .models import PipelineDefinition
+
+
+@dataclass
+class _Capture:
+    env: str
+    project: Any  # dorc.project.Project; typed loosely to keep this module import-light
+    definitions: list[tuple["PipelineConfig", PipelineDefinition]] = field(default_factory=list)
+
+
+_capture: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar("dorc_capture", default=None)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings of one layer in one environment: the project's ``dorc.toml`` plus the stack's
+    ``Pulumi.<env>.yaml``. Read values with ``config.get("key", default)``."""
+
+    project: Any
+    instance: str
+    layer: str
+    env: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def require(self, key: str) -> Any:
+        if key not in self.values:
+            raise ProjectError(
+                f"{self.instance}/{self.layer}: setting {key!r} is missing for environment {self.env!r}",
+                hint=f"add it under config: in Pulumi.{self.env}.yaml",
+            )
+        return self.values[key]
+
+    @property
+    def region(self) -> str:
+        return self.values.get("aws:region") or self.project.settings.region
+
+    @property
+    def holding_bucket(self) -> str:
+        return self.values.get("holding_bucket") or self.project.settings.render(
+            self.project.settings.holding_bucket, self.env
+        )
+
+
+def _current_env() -> str:
+    cap = _capture.get()
+    if cap is not None:
+        return cap.env
+    if "pulumi" in sys.modules:  # running as a Pulumi program: the stack name ends in -<env>
+        try:
+            import pulumi
+
+            return pulumi.get_stack().rsplit("-", 1)[-1]
+        except Exception:
+            pass
+    return os.environ.get("DORC_ENV", "local")
+
+
+def load_config(main_file: str | os.PathLike | None = None) -> PipelineConfig:
+    """The configuration of the layer whose ``__main__.py`` calls this, for the current env."""
+    from .project import find_project
+
+    if main_file is None:
+        main_file = inspect.stack()[1].filename
+    layer_dir = Path(main_file).resolve().parent
+    cap = _capture.get()
+    project = cap.project if cap is not None else find_project(_find_config_root(layer_dir))
+    instance, layer = layer_dir.parent.name, layer_dir.name
+    env = _current_env()
+    values = project.stack_config(instance, layer, env)
+    return PipelineConfig(project=project, instance=instance, layer=layer, env=env, values=values)
+
+
+def _find_config_root(start: Path) -> Path:
+    from .project import SETTINGS_FILE
+
+    for parent in [start, *start.parents]:
+        if (parent / SETTINGS_FILE).is_file():
+            return parent
+    raise ProjectError(f"no {SETTINGS_FILE} above {start}", hint="run inside a pipeline-config folder")
+
+
+class CreatePipeline:
+    """Declares one layer. Under dorc, ``apply()`` only records the definition."""
+
+    def __init__(self, config: PipelineConfig, definition: PipelineDefinition):
+        if not isinstance(definition, PipelineDefinition):
+            raise TypeError("CreatePipeline(config, definition): definition must be a PipelineDefinition")
+        self.config = config
+        self.definition = definition
+
+    def apply(self):
+        cap = _capture.get()
+        if cap is not None:
+            cap.definitions.append((self.config, self.definition))
+            return None
+        if "pulumi" in sys.modules:
+            from .targets.pulumi_program import apply_pipeline
+
+            return apply_pipeline(self.config, self.definition)
+        raise DorcError(
+            f"{self.definition.file_path} is a dorc pipeline definition, not a script",
+            hint="run it with `dorc run <instance> <layer> --local`, or deploy it with `dorc deploy`",
+        )

@@ -1,0 +1,131 @@
+"""RunResult: one shape for a run on any target, for the terminal, ``--json``, records and tests.
+
+Step inputs and outputs are kept as the JSON bytes that crossed the hop and parsed on demand:
+the runner never holds a second copy of a large event, and what a test reads is exactly what
+the next function received.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class StepError:
+    type: str
+    message: str
+    stack_trace: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "stack_trace": self.stack_trace}
+
+
+@dataclass
+class StepResult:
+    function: str
+    layer: str  # "instance/layer"
+    deployed_name: str
+    status: str  # "succeeded" | "failed"
+    duration_ms: float
+    input_json: bytes | None = None
+    output_json: bytes | None = None
+    error: StepError | None = None
+    request_id: str | None = None
+    logs: str = ""
+    max_memory_mb: int | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def input(self) -> Any:
+        return None if self.input_json is None else json.loads(self.input_json)
+
+    @property
+    def output(self) -> Any:
+        return None if self.output_json is None else json.loads(self.output_json)
+
+    def to_dict(self, *, logs: bool = True) -> dict[str, Any]:
+        d = {
+            "function": self.function,
+            "layer": self.layer,
+            "deployed_name": self.deployed_name,
+            "status": self.status,
+            "duration_ms": round(self.duration_ms, 3),
+            "input": self.input,
+            "output": self.output,
+            "error": self.error.to_dict() if self.error else None,
+            "request_id": self.request_id,
+            "max_memory_mb": self.max_memory_mb,
+        }
+        if logs:
+            d["logs"] = self.logs
+        return d
+
+
+@dataclass
+class RunResult:
+    pipeline: str  # instance
+    layer: str  # the layer the run started at
+    target: str  # "local" | "localstack"
+    env: str
+    steps: list[StepResult] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+    duration_ms: float = 0.0
+    error: StepError | None = None
+    output_json: bytes | None = None
+    execution_arn: str | None = None
+    record_path: Path | None = None
+
+    @property
+    def status(self) -> str:
+        return "succeeded" if self.error is None else "failed"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+    @property
+    def output(self) -> Any:
+        return None if self.output_json is None else json.loads(self.output_json)
+
+    def step(self, function: str, layer: str | None = None) -> StepResult:
+        """``result.step("function1")``, or ``step("function1", layer="processed")`` when names repeat."""
+        matches = [s for s in self.steps if s.function == function
+                   and (layer is None or s.layer == layer or s.layer.endswith("/" + layer))]
+        if not matches:
+            ran = ", ".join(f"{s.layer}:{s.function}" for s in self.steps) or "none"
+            raise KeyError(f"no step {function!r}{f' in layer {layer}' if layer else ''} (steps: {ran})")
+        return matches[0] if layer is not None or len(matches) == 1 else _ambiguous(function, matches)
+
+    @property
+    def failed_step(self) -> StepResult | None:
+        return next((s for s in self.steps if not s.succeeded), None)
+
+    def to_dict(self, *, logs: bool = True) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "pipeline": self.pipeline,
+            "layer": self.layer,
+            "target": self.target,
+            "env": self.env,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
+            "duration_ms": round(self.duration_ms, 3),
+            "execution_arn": self.execution_arn,
+            "steps": [s.to_dict(logs=logs) for s in self.steps],
+            "output": self.output,
+            "error": self.error.to_dict() if self.error else None,
+        }
+
+    def to_json(self, *, logs: bool = True) -> str:
+        return json.dumps(self.to_dict(logs=logs), indent=2)
+
+
+def _ambiguous(function: str, matches: list[StepResult]):
+    layers = ", ".join(s.layer for s in matches)
+    raise KeyError(f"step {function!r} ran in several layers ({layers}); pass layer=")

@@ -1,0 +1,163 @@
+"""Whole-definition rules: folders, handlers and the shape of the chain, checked once, here.
+
+Every rule adds a ``Problem`` instead of raising, so ``dorc validate`` can list them all.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from .errors import Problem
+from .loader import LoadedPipeline
+from .models import Function, FunctionType
+
+HANDLER_FILE = "lambda.py"
+_IGNORED_DIRS = {"__pycache__"}
+
+
+def function_dir(pipeline: LoadedPipeline, name: str) -> Path:
+    return pipeline.layer_dir / "src" / name
+
+
+def check_definition(pipeline: LoadedPipeline, known_layers: set[str]) -> list[Problem]:
+    """``known_layers``: ``instance/layer`` keys that exist, to check hand-overs."""
+    problems: list[Problem] = []
+    problems += _check_folders(pipeline)
+    problems += _check_graph(pipeline, known_layers)
+    return problems
+
+
+def _check_folders(p: LoadedPipeline) -> list[Problem]:
+    out: list[Problem] = []
+    file = _rel(p, p.main_file)
+    declared = [f.name for f in p.definition.functions]
+    for fn in p.definition.functions:
+        handler = function_dir(p, fn.name) / HANDLER_FILE
+        if not handler.is_file():
+            out.append(Problem(file, f"{_rel(p, handler)} does not exist; create it with "
+                                     "`def handler(event, context):`", fn.name))
+            continue
+        msg = handler_problem(handler)
+        if msg:
+            out.append(Problem(_rel(p, handler), msg, fn.name))
+    src = p.layer_dir / "src"
+    if src.is_dir():
+        for d in sorted(src.iterdir()):
+            if d.is_dir() and d.name not in _IGNORED_DIRS and not d.name.startswith(".") and d.name not in declared:
+                out.append(Problem(file, f"folder {_rel(p, d)} is not declared as a function; "
+                                         f"add Function(name={d.name!r}) or remove the folder"))
+    return out
+
+
+def handler_problem(path: Path) -> str | None:
+    """Checks ``handler(event, context)`` statically: loading the user's module could have effects."""
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except SyntaxError as exc:
+        return f"syntax error at line {exc.lineno}: {exc.msg}"
+    for node in tree.body:
+        if isinstance(node, ast.AsyncFunctionDef) and node.name == "handler":
+            return f"line {node.lineno}: handler is `async def`; Lambda's Python runtime calls a plain `def handler(event, context)`"
+        if isinstance(node, ast.FunctionDef) and node.name == "handler":
+            a = node.args
+            positional = len(a.posonlyargs) + len(a.args)
+            required = positional - len(a.defaults)
+            takes_two = positional >= 2 or a.vararg is not None
+            kwonly_required = any(d is None for d in a.kw_defaults)
+            if not takes_two or required > 2 or kwonly_required:
+                return (f"line {node.lineno}: handler must take two positional parameters, "
+                        "`def handler(event, context):`")
+            return None
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.ImportFrom, ast.Import)):
+            targets = []
+            if isinstance(node, ast.Assign):
+                targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                targets = [node.target.id]
+            else:
+                targets = [(al.asname or al.name) for al in node.names]
+            if "handler" in targets:
+                return None  # bound dynamically; checked when it runs
+    return "defines no `handler(event, context)` function"
+
+
+def _check_graph(p: LoadedPipeline, known_layers: set[str]) -> list[Problem]:
+    out: list[Problem] = []
+    file = _rel(p, p.main_file)
+    fns = p.definition.functions
+    names = [f.name for f in fns]
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            out.append(Problem(file, f"function name {n!r} is declared more than once", n))
+        seen.add(n)
+    by_name = {f.name: f for f in fns}
+    incoming: dict[str, list[str]] = {n: [] for n in by_name}
+    for f in fns:
+        nxt = f.next
+        if nxt is None:
+            continue
+        if nxt.type == FunctionType.Pipeline.value:
+            target = handover_key(p.instance, nxt.name)
+            if target == p.key:
+                out.append(Problem(file, f"hands over to its own pipeline {target}", f.name))
+            elif target not in known_layers:
+                out.append(Problem(file, f"hands over to pipeline {target}, which does not exist "
+                                         f"(known: {', '.join(sorted(known_layers)) or 'none'})", f.name))
+            continue
+        if nxt.name not in by_name:
+            out.append(Problem(file, f"next_function {nxt.name!r} is not a declared function "
+                                     f"(declared: {', '.join(names)})", f.name))
+            continue
+        if nxt.name == f.name:
+            out.append(Problem(file, "next_function points at itself (a cycle)", f.name))
+            continue
+        incoming[nxt.name].append(f.name)
+    for target, sources in incoming.items():
+        if len(sources) > 1:
+            out.append(Problem(file, f"is the next_function of {', '.join(sources)}; a pipeline is one chain", target))
+    if out:
+        return out
+    starts = [n for n, src in incoming.items() if not src]
+    ends = [f.name for f in fns if f.next is None or f.next.type == FunctionType.Pipeline.value]
+    if len(starts) != 1:
+        out.append(Problem(file, "a pipeline needs exactly one start function (one that no next_function "
+                                 f"points to); found {len(starts)}: {', '.join(starts) or 'none (cycle)'}"))
+    if len(ends) != 1:
+        out.append(Problem(file, "a pipeline needs exactly one end function (without a next function, or "
+                                 f"handing over to a pipeline); found {len(ends)}: {', '.join(ends) or 'none (cycle)'}"))
+    if out:
+        return out
+    order = chain(fns)
+    missing = [n for n in names if n not in {f.name for f in order}]
+    if missing:
+        out.append(Problem(file, f"unreachable from the start function {starts[0]!r} (part of a cycle): "
+                                 f"{', '.join(missing)}"))
+    return out
+
+
+def chain(functions: list[Function]) -> list[Function]:
+    """The run order: follow ``next_function`` from the one function nothing points to."""
+    by_name = {f.name: f for f in functions}
+    targets = {f.next.name for f in functions if f.next and f.next.type == FunctionType.Function.value}
+    start = next(f for f in functions if f.name not in targets)
+    order, cur, seen = [], start, set()
+    while cur is not None and cur.name not in seen:
+        order.append(cur)
+        seen.add(cur.name)
+        nxt = cur.next
+        cur = by_name.get(nxt.name) if nxt and nxt.type == FunctionType.Function.value else None
+    return order
+
+
+def handover_key(instance: str, name: str) -> str:
+    return name if "/" in name else f"{instance}/{name}"
+
+
+def _rel(p: LoadedPipeline, path: Path) -> str:
+    root = p.main_file.parents[4] if len(p.main_file.parents) > 4 else p.main_file.parent
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

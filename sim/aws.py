@@ -1,0 +1,169 @@
+"""In-process AWS for local runs (moto), with the S3 holding store persisted between runs.
+
+moto keeps its state in memory; a pipeline's layers may run in separate ``dorc run`` commands
+(raw today, processed tomorrow), so every bucket's objects are written to a folder on exit and
+loaded again on the next start. The folder is plain files: easy to look at, easy to clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+# A user's shell may point boto3 elsewhere; in-process AWS must see every call.
+_ENDPOINT_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE")
+
+
+class LocalAWS:
+    """``with LocalAWS(store_dir, region, buckets=[...]) as aws:`` — moto for the block."""
+
+    def __init__(self, store_dir: Path, region: str, buckets: list[str] = ()):  # type: ignore[assignment]
+        self.store_dir = Path(store_dir)
+        self.region = region
+        self.buckets = list(buckets)
+        self._mock = None
+        self._saved_env: dict[str, str | None] = {}
+
+    _active: "LocalAWS | None" = None  # one moto per process; nested uses share it
+
+    def __enter__(self) -> "LocalAWS":
+        outer = LocalAWS._active
+        if outer is not None:
+            if outer.store_dir != self.store_dir:
+                raise RuntimeError(f"a local AWS for {outer.store_dir} is already active in this process")
+            self._nested_in = outer
+            for b in self.buckets:
+                outer.ensure_bucket(b)
+            return outer
+        self._nested_in = None
+        from moto import mock_aws
+
+        for k in (*_ENDPOINT_VARS, *FAKE_CREDENTIALS, "AWS_DEFAULT_REGION"):
+            self._saved_env[k] = os.environ.get(k)
+        for k in _ENDPOINT_VARS:
+            os.environ.pop(k, None)
+        os.environ.update(FAKE_CREDENTIALS)
+        os.environ["AWS_DEFAULT_REGION"] = self.region
+        self._mock = mock_aws()
+        self._mock.start()
+        self._s3 = self.client("s3")
+        self._load()
+        for b in self.buckets:
+            self.ensure_bucket(b)
+        LocalAWS._active = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._nested_in is not None:
+            self._nested_in._save()  # a run inside a test's local AWS still persists
+            return
+        LocalAWS._active = None
+        try:
+            self._save()
+        finally:
+            self._mock.stop()
+            for k, v in self._saved_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def client(self, service: str):
+        import boto3
+
+        return boto3.client(service, region_name=self.region)
+
+    def ensure_bucket(self, name: str) -> None:
+        existing = {b["Name"] for b in self._s3.list_buckets().get("Buckets", [])}
+        if name in existing:
+            return
+        kwargs = {}
+        if self.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        self._s3.create_bucket(Bucket=name, **kwargs)
+
+    # -- persistence -------------------------------------------------------------------------
+    def _bucket_dir(self, bucket: str) -> Path:
+        return self.store_dir / "s3" / bucket
+
+    def _load(self) -> None:
+        root = self.store_dir / "s3"
+        if not root.is_dir():
+            return
+        for bdir in sorted(p for p in root.iterdir() if p.is_dir()):
+            self.ensure_bucket(bdir.name)
+            index = _read_index(bdir)
+            for key, meta in index.items():
+                path = bdir / "objects" / quote(key, safe="")
+                if path.is_file():
+                    self._s3.put_object(Bucket=bdir.name, Key=key, Body=path.read_bytes(),
+                                        ContentType=meta.get("content_type", "binary/octet-stream"))
+
+    def _save(self) -> None:
+        for b in self._s3.list_buckets().get("Buckets", []):
+            name = b["Name"]
+            bdir = self._bucket_dir(name)
+            objects_dir = bdir / "objects"
+            old = _read_index(bdir)
+            new: dict[str, dict] = {}
+            for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+                for obj in page.get("Contents", []):
+                    key = obj["Key"]
+                    etag = obj["ETag"].strip('"')
+                    if key in old and old[key].get("etag") == etag and (objects_dir / quote(key, safe="")).is_file():
+                        new[key] = old[key]
+                        continue
+                    got = self._s3.get_object(Bucket=name, Key=key)
+                    body = got["Body"].read()
+                    objects_dir.mkdir(parents=True, exist_ok=True)
+                    tmp = objects_dir / (quote(key, safe="") + ".tmp")
+                    tmp.write_bytes(body)
+                    os.replace(tmp, objects_dir / quote(key, safe=""))
+                    new[key] = {"etag": etag, "size": len(body), "content_type": got.get("ContentType"),
+                                "sha256": hashlib.sha256(body).hexdigest()}
+            for key in set(old) - set(new):  # deleted during the run
+                (objects_dir / quote(key, safe="")).unlink(missing_ok=True)
+            if new or old or name in self.buckets:
+                bdir.mkdir(parents=True, exist_ok=True)
+                tmp = bdir / "index.json.tmp"
+                tmp.write_text(json.dumps(new, indent=1, sort_keys=True))
+                os.replace(tmp, bdir / "index.json")
+
+
+def _read_index(bdir: Path) -> dict[str, dict]:
+    try:
+        return json.loads((bdir / "index.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def list_store(store_dir: Path) -> list[tuple[str, str, int]]:
+    """(bucket, key, size) of everything in the persisted store, without starting moto."""
+    out = []
+    root = Path(store_dir) / "s3"
+    if root.is_dir():
+        for bdir in sorted(p for p in root.iterdir() if p.is_dir()):
+            for key, meta in sorted(_read_index(bdir).items()):
+                out.append((bdir.name, key, int(meta.get("size", 0))))
+    return out
+
+
+def clear_store(store_dir: Path) -> int:
+    """Deletes the persisted store; returns how many objects it held."""
+    n = len(list_store(store_dir))
+    root = Path(store_dir) / "s3"
+    if root.exists():
+        shutil.rmtree(root)
+    return n
+
+
+__all__ = ["LocalAWS", "list_store", "clear_store", "FAKE_CREDENTIALS", "unquote"]

@@ -1,0 +1,407 @@
+"""Lambda's Python runtime, emulated in this process: context, environment, timeout, logs, errors.
+
+Standard library only, on purpose: the same module runs handlers for the in-process target and,
+as a subprocess, for dorc's LocalStack executor plugin, whose Python is not the user's.
+
+What it reproduces, because handlers can observe it:
+- the module is imported once per function ("cold start") from the function's own folder, so
+  same-named ``lambda.py`` and helper modules of different functions never see each other;
+- Lambda's environment variables plus the function's own are set around each call and restored;
+- the event is the JSON text the caller sent, the result must survive ``json.dumps``;
+- a call running past its timeout fails as "Task timed out after N.NN seconds";
+- ``sys.exit()`` fails the call (Runtime.ExitError) instead of ending the host process;
+- output is framed as in CloudWatch: START, the handler's own lines, END, REPORT.
+"""
+
+from __future__ import annotations
+
+import decimal
+import importlib.util
+import io
+import json
+import logging
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+LogSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What the runtime needs of a deployed function (a subset of dorc's FunctionPlan)."""
+
+    name: str
+    source_dir: str
+    handler: str = "lambda.handler"
+    runtime: str = "python3.12"
+    memory: int = 128
+    timeout: float = 3.0
+    environment: dict[str, str] = field(default_factory=dict)
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.name}"
+
+    @property
+    def log_group(self) -> str:
+        return f"/aws/lambda/{self.name}"
+
+
+@dataclass
+class InvocationError:
+    type: str
+    message: str
+    stack_trace: list[str] = field(default_factory=list)
+
+    def to_lambda(self) -> dict[str, Any]:
+        """The shape Lambda returns for a function error."""
+        return {"errorMessage": self.message, "errorType": self.type, "stackTrace": self.stack_trace}
+
+
+@dataclass
+class InvocationResult:
+    request_id: str
+    payload: bytes | None  # the JSON the function returned, as Lambda would send it on
+    error: InvocationError | None
+    duration_ms: float
+    init_duration_ms: float | None
+    max_memory_mb: int
+    logs: str
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class LambdaContext:
+    """The ``context`` argument, with the attributes and method Lambda's runtime provides."""
+
+    def __init__(self, spec: FunctionSpec, request_id: str, deadline: float, log_stream: str):
+        self.function_name = spec.name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = spec.arn
+        self.memory_limit_in_mb = str(spec.memory)  # a string in Lambda too
+        self.aws_request_id = request_id
+        self.log_group_name = spec.log_group
+        self.log_stream_name = log_stream
+        self.identity = None
+        self.client_context = None
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+    def __repr__(self) -> str:
+        return f"LambdaContext(function_name={self.function_name!r}, aws_request_id={self.aws_request_id!r})"
+
+
+class _TimedOut(BaseException):
+    """BaseException so that a handler's ``except Exception`` cannot swallow the timeout."""
+
+
+class _LineWriter(io.TextIOBase):
+    """Replaces stdout/stderr during a call: whole lines go to the sink and into the log."""
+
+    def __init__(self, emit: LogSink):
+        self._emit = emit
+        self._buf = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        self._buf += s
+        while "\n" in self._buf:
+            line, self._buf = self._buf.split("\n", 1)
+            self._emit(line)
+        return len(s)
+
+    def flush(self) -> None:
+        if self._buf:
+            self._emit(self._buf)
+            self._buf = ""
+
+
+class _LambdaLogHandler(logging.Handler):
+    """Lambda's format for the root logger: ``[LEVEL]\\ttimestamp\\trequest id\\tmessage``."""
+
+    def __init__(self, emit: LogSink, request_id: str):
+        super().__init__()
+        self._emit = emit
+        self._request_id = request_id
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        try:
+            msg = record.getMessage()
+            if record.exc_info:
+                msg += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        except Exception:  # a bad log call must not fail the handler
+            msg = str(record.msg)
+        for i, line in enumerate(msg.split("\n")):
+            self._emit(f"[{record.levelname}]\t{ts}\t{self._request_id}\t{line}" if i == 0 else line)
+
+
+def _json_default(obj: Any) -> Any:
+    # Lambda's runtime serialises Decimal (common with DynamoDB) as a number.
+    if isinstance(obj, decimal.Decimal):
+        return int(obj) if obj == obj.to_integral_value() else float(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def lambda_environment(spec: FunctionSpec, log_stream: str) -> dict[str, str]:
+    """The variables Lambda sets for every function, before the function's own."""
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
+        "AWS_LAMBDA_LOG_GROUP_NAME": spec.log_group,
+        "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_REGION": spec.region,
+        "AWS_DEFAULT_REGION": spec.region,
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+        "LAMBDA_TASK_ROOT": spec.source_dir,
+        "LAMBDA_RUNTIME_DIR": str(Path(__file__).parent),
+        "_HANDLER": spec.handler,
+        "TZ": ":UTC",
+        "LANG": "en_US.UTF-8",
+        **spec.environment,
+    }
+
+
+class _Environ:
+    """Sets variables for the duration of a call and restores the caller's exactly."""
+
+    def __init__(self, values: dict[str, str]):
+        self._values = values
+        self._saved: dict[str, str | None] = {}
+
+    def __enter__(self):
+        for k, v in self._values.items():
+            self._saved[k] = os.environ.get(k)
+            os.environ[k] = v
+        return self
+
+    def __exit__(self, *exc):
+        for k, old in self._saved.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
+
+
+class FunctionRuntime:
+    """One function's execution environment. ``invoke`` may be called many times (warm starts)."""
+
+    def __init__(self, spec: FunctionSpec, sink: LogSink | None = None, *, isolate: bool = True):
+        """``isolate``: share the process with other functions (in-process runs). A worker that
+        hosts a single function (the LocalStack executor) keeps its code folder on ``sys.path``
+        for good, as Lambda does with ``/var/task``."""
+        self.spec = spec
+        self._isolate = isolate
+        self._sink = sink or (lambda line: None)
+        self._handler: Callable[[Any, Any], Any] | None = None
+        self._log_stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[$LATEST]{uuid.uuid4().hex}"
+
+    # -- one call ---------------------------------------------------------------------------
+    def invoke(self, event_json: str | bytes, request_id: str | None = None) -> InvocationResult:
+        request_id = request_id or str(uuid.uuid4())
+        lines: list[str] = []
+
+        def emit(line: str) -> None:
+            lines.append(line)
+            self._sink(line)
+
+        emit(f"START RequestId: {request_id} Version: $LATEST")
+        start = time.monotonic()
+        deadline = start + self.spec.timeout
+        init_ms = None
+        payload: bytes | None = None
+        error: InvocationError | None = None
+        env = lambda_environment(self.spec, self._log_stream)
+        out, err = _LineWriter(emit), _LineWriter(emit)
+        log_handler = _LambdaLogHandler(emit, request_id)
+        saved_streams = sys.stdout, sys.stderr
+        root = logging.getLogger()
+        with _Environ(env):
+            sys.stdout, sys.stderr = out, err
+            root.addHandler(log_handler)
+            try:
+                if self._handler is None:
+                    t0 = time.monotonic()
+                    error = self._load()
+                    init_ms = (time.monotonic() - t0) * 1000
+                if error is None:
+                    payload, error = self._call(event_json, request_id, deadline)
+            finally:
+                out.flush()
+                err.flush()
+                root.removeHandler(log_handler)
+                sys.stdout, sys.stderr = saved_streams
+        duration = (time.monotonic() - start) * 1000
+        if error is not None and error.type == "Sandbox.Timedout":
+            emit(f"{_iso_now()} {request_id} {error.message}")
+        max_mem = _max_rss_mb()
+        emit(f"END RequestId: {request_id}")
+        report = (f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\tBilled Duration: "
+                  f"{max(1, int(duration + 0.999))} ms\tMemory Size: {self.spec.memory} MB\tMax Memory Used: {max_mem} MB")
+        if init_ms is not None:
+            report += f"\tInit Duration: {init_ms:.2f} ms"
+        emit(report)
+        return InvocationResult(request_id, payload, error, duration, init_ms, max_mem, "\n".join(lines) + "\n")
+
+    # -- init: import the handler module from the function's folder ------------------------
+    def _load(self) -> InvocationError | None:
+        module_name, _, func_name = self.spec.handler.rpartition(".")
+        folder = Path(self.spec.source_dir)
+        path = folder / (module_name.replace(".", "/") + ".py")
+        before = set(sys.modules)
+        saved_path = list(sys.path)
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+        importlib.invalidate_caches()
+        try:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            if spec is None or not path.is_file():
+                return InvocationError("Runtime.ImportModuleError",
+                                       f"Unable to import module '{module_name}': No module named '{module_name}'")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        except SyntaxError as exc:
+            return InvocationError("Runtime.UserCodeSyntaxError",
+                                   f"Syntax error in module '{module_name}': {exc.msg} ({Path(exc.filename or path).name}, line {exc.lineno})",
+                                   _user_frames(exc))
+        except ImportError as exc:
+            return InvocationError("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}",
+                                   _user_frames(exc))
+        except SystemExit as exc:
+            return _exit_error(exc)
+        except Exception as exc:
+            return InvocationError(type(exc).__name__, str(exc), _user_frames(exc))
+        finally:
+            if self._isolate:
+                sys.path[:] = saved_path
+                _forget_modules(before, folder, module_name)
+        handler = getattr(module, func_name, None)
+        if not callable(handler):
+            return InvocationError("Runtime.HandlerNotFound",
+                                   f"Handler '{func_name}' missing on module '{module_name}'")
+        self._handler = handler
+        return None
+
+    def _call(self, event_json: str | bytes, request_id: str, deadline: float) -> tuple[bytes | None, InvocationError | None]:
+        try:
+            event = json.loads(event_json)
+        except ValueError as exc:
+            return None, InvocationError("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}")
+        context = LambdaContext(self.spec, request_id, deadline, self._log_stream)
+        assert self._handler is not None
+        folder = str(Path(self.spec.source_dir))
+        before, saved_path = set(sys.modules), list(sys.path)
+        if self._isolate:  # imports made inside the handler resolve in its own folder too
+            sys.path.insert(0, folder)
+        try:
+            result = _with_timeout(lambda: self._handler(event, context), self.spec.timeout)
+        except _TimedOut:
+            return None, InvocationError("Sandbox.Timedout", f"Task timed out after {self.spec.timeout:.2f} seconds")
+        except SystemExit as exc:
+            return None, _exit_error(exc, request_id)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            frames = _user_frames(exc)
+            return None, InvocationError(type(exc).__name__, str(exc), frames)
+        finally:
+            if self._isolate:
+                sys.path[:] = saved_path
+                _forget_modules(before, Path(folder), "")
+        try:
+            return json.dumps(result, default=_json_default).encode(), None
+        except (TypeError, ValueError) as exc:
+            return None, InvocationError("Runtime.MarshalError", f"Unable to marshal response: {exc}")
+
+
+def _with_timeout(fn: Callable[[], Any], timeout: float) -> Any:
+    """SIGALRM interrupts the handler where it is (sleeps, loops); off the main thread, fall back
+    to waiting for a worker thread, which cannot be killed and is left to finish in the background."""
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        def on_alarm(signum, frame):
+            raise _TimedOut()
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            return fn()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    box: dict[str, Any] = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed back to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True, name="dorc-handler")
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise _TimedOut()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _exit_error(exc: SystemExit, request_id: str = "") -> InvocationError:
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return InvocationError("Runtime.ExitError",
+                           f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}".strip())
+
+
+def _forget_modules(before: set[str], folder: Path, module_name: str) -> None:
+    """Drop the function's own modules from ``sys.modules`` so the next function imports its own."""
+    folder_s = str(folder.resolve())
+    for name in set(sys.modules) - before:
+        mod = sys.modules.get(name)
+        file = getattr(mod, "__file__", None) or ""
+        if name == module_name or (file and os.path.realpath(file).startswith(folder_s + os.sep)):
+            del sys.modules[name]
+
+
+def _user_frames(exc: BaseException) -> list[str]:
+    """The traceback as Lambda shows it: the user's frames, not the runtime's."""
+    here = os.path.realpath(__file__)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.realpath(f.filename) != here and "importlib" not in f.filename]
+    return traceback.format_list(frames)
+
+
+def _max_rss_mb() -> int:
+    # VmHWM, not ru_maxrss: the latter survives fork+exec and would report a parent's peak.
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss / 1024) if sys.platform != "darwin" else int(rss / 1024 / 1024)
+
+
+def _iso_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"

@@ -1,0 +1,96 @@
+"""Building throw-away pipeline-config projects for dorc's tests.
+
+``make_project(tmp_path, layers={"demo/main": {"main": MAIN_PY, "functions": {"f1": LAMBDA_PY}}})``
+writes::
+
+    <tmp_path>/<dirname>/dorc.toml                      [project] name = "t"
+    <tmp_path>/<dirname>/src/demo/main/__main__.py
+    <tmp_path>/<dirname>/src/demo/main/src/f1/lambda.py
+
+A function's value may also be a dict ``{"lambda.py": ..., "util.py": ...}`` to write several
+files into its folder, or ``None`` to create no folder at all.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PIPELINE_CONFIG = REPO_ROOT / "pipeline-config"
+
+HEADER = "from dorc import CreatePipeline, PipelineDefinition, Function, NextFunction, load_config\n"
+
+# A handler that keeps the contract and passes its event on in its body.
+OK_HANDLER = """
+def handler(event, context):
+    return {"statusCode": 200, "body": {"from": context.function_name, "event": event}}
+"""
+
+
+def handler_returning(expr: str, imports: str = "") -> str:
+    """A lambda.py whose handler returns the Python expression ``expr`` (``event``/``context`` in scope)."""
+    return f"{imports}\n\ndef handler(event, context):\n    return {expr}\n"
+
+
+def main_py(functions: str, *, description: str = "test pipeline", extra: str = "", header: str = HEADER) -> str:
+    """A __main__.py declaring ``functions`` (Python source of the list's items)."""
+    return (
+        f"{header}\n"
+        f"{extra}\n"
+        "config = load_config(__file__)\n"
+        "CreatePipeline(config, PipelineDefinition(\n"
+        "    file_path=__file__,\n"
+        f"    description={description!r},\n"
+        f"    functions=[{functions}],\n"
+        ")).apply()\n"
+    )
+
+
+def chain_main(*names: str, handover: str | None = None, **function_kwargs: str) -> str:
+    """A __main__.py for the straight chain ``names[0] -> names[1] -> ...``.
+
+    ``handover``: the last function hands over to this pipeline. ``function_kwargs``: extra
+    ``Function(...)`` arguments (source text) per function name.
+    """
+    items = []
+    for i, name in enumerate(names):
+        args = [f"name={name!r}"]
+        if i + 1 < len(names):
+            args.append(f"next_function={names[i + 1]!r}")
+        elif handover:
+            args.append(f"next_function=NextFunction(name={handover!r}, type='Pipeline')")
+        if name in function_kwargs:
+            args.append(function_kwargs[name])
+        items.append(f"Function({', '.join(args)})")
+    return main_py(", ".join(items))
+
+
+def make_project(tmp_path: Path, layers: dict[str, dict], *, name: str = "t", dirname: str = "proj",
+                 toml_extra: str = "") -> Path:
+    root = Path(tmp_path) / dirname
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dorc.toml").write_text(f'[project]\nname = "{name}"\n{toml_extra}')
+    for key, spec in layers.items():
+        instance, layer = key.split("/")
+        layer_dir = root / "src" / instance / layer
+        layer_dir.mkdir(parents=True, exist_ok=True)
+        (layer_dir / "__main__.py").write_text(textwrap.dedent(spec["main"]))
+        for fn, files in spec.get("functions", {}).items():
+            if files is None:
+                continue
+            fdir = layer_dir / "src" / fn
+            fdir.mkdir(parents=True, exist_ok=True)
+            if isinstance(files, str):
+                files = {"lambda.py": files}
+            for fname, text in files.items():
+                (fdir / fname).write_text(textwrap.dedent(text))
+    return root
+
+
+def copy_pipeline_config(dest_parent: Path) -> Path:
+    """A copy of the repository's pipeline-config without its state (.dorc) or bytecode."""
+    dest = Path(dest_parent) / "pipeline-config"
+    shutil.copytree(PIPELINE_CONFIG, dest, ignore=shutil.ignore_patterns(".dorc", "__pycache__"))
+    return dest
