@@ -29,6 +29,8 @@ _EXPORTS = {
     "StepResult": "dorc.result",
     "DorcError": "dorc.errors",
     "DefinitionError": "dorc.errors",
+    "CreateUniversal": "dorc.targets.pulumi_program",
+    "CreateInfra": "dorc.targets.pulumi_program",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -114,7 +114,8 @@ def parse_event(text: str | None) -> bytes:
 
 def run_pipeline(instance: str, layer: str | None = None, *, target: str = "local", event: Any = None,
                  env: str | None = None, config_repo: str | os.PathLike | None = None, project: Project | None = None,
-                 observer=None, record: bool = True, endpoint: str | None = None) -> RunResult:
+                 observer=None, record: bool = True, endpoint: str | None = None,
+                 deploy: bool = True) -> RunResult:
     """Run a pipeline and return its ``RunResult`` (the same shape from every target).
 
     ``event`` is a Python value (sent as JSON) or, with ``bytes``, JSON already encoded.
@@ -135,15 +136,19 @@ def run_pipeline(instance: str, layer: str | None = None, *, target: str = "loca
         else:
             from .targets import localstack
 
-            res = localstack.run(plans, start, event_json, project=project, observer=observer, endpoint=endpoint)
+            res = localstack.run(plans, start, event_json, project=project, observer=observer, endpoint=endpoint,
+                                 deploy_first=deploy)
         results.append(res)
         if not res.succeeded:
             break
     result = _merge(results)
     if record:
+        from .package import source_digest
         from .records import write_record
 
-        write_record(project.state_dir, result)
+        sources = {key: {fn.key: source_digest(Path(fn.source_dir)) for fn in p.functions} for key, p in plans.items()}
+        write_record(project.state_dir, result, {"sources": sources,
+                                                 "plan_digests": {k: p.digest() for k, p in plans.items()}})
     return result
 
 

@@ -47,6 +47,7 @@ def run(
     endpoint: Optional[str] = typer.Option(None, "--endpoint", help="LocalStack URL (default $AWS_ENDPOINT_URL, $LOCALSTACK_HOST or http://localhost:4566)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run result as one JSON document on stdout; logs go to stderr."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No handler logs, only the summary."),
+    no_deploy: bool = typer.Option(False, "--no-deploy", help="With --localstack: run what is deployed, do not deploy first."),
     config_repo: Optional[str] = ConfigRepo,
 ):
     """Run a pipeline: each function's return value is the next one's event, contracts checked on every hop."""
@@ -61,7 +62,7 @@ def run(
     out = console(stderr=as_json)
     observer = TerminalObserver(out, show_logs=not quiet)
     result = api.run_pipeline(instance, layer, target=target, event=event_json, env=env, project=project,
-                              observer=observer, endpoint=endpoint)
+                              observer=observer, endpoint=endpoint, deploy=not no_deploy)
     if as_json:
         sys.stdout.write(result.to_json(logs=False) + "\n")
     else:
@@ -194,6 +195,10 @@ def main() -> None:
         raise
     sys.exit(0)
 
+
+# Commands kept in their own modules register themselves on ``app`` (their heavy imports stay
+# inside the command functions).
+from . import cli_deploy  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

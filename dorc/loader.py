@@ -122,3 +122,14 @@ def _problems_from_validation(file: str, exc: ValidationError) -> list[Problem]:
         msg = err.get("msg", "invalid").removeprefix("Value error, ")
         problems.append(Problem(file, f"{field}: {msg}", function))
     return problems
+
+
+def run_as_pulumi_program(main_file: str) -> None:
+    """Entry of the generated Pulumi workspace: the user's file, with the seed's import paths."""
+    from pathlib import Path as _Path
+
+    install_legacy_imports()
+    folder = str(_Path(main_file).parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    runpy.run_path(main_file, run_name="__main__")

@@ -145,3 +145,14 @@ def package_plan(plan, build_dir: Path, cache_dir: Path, *, on_built=None):
             on_built(fn, pkg)
         functions.append(fn.model_copy(update={"package_path": str(pkg.path), "package_sha256": pkg.sha256}))
     return plan.model_copy(update={"functions": functions})
+
+
+def source_digest(function_dir: Path) -> str:
+    """sha256 of a function's own files and requirements, without building anything: run records
+    keep it so promotion can tell whether the build being promoted is the one that was run."""
+    h = hashlib.sha256()
+    for arc, path in sorted(_source_files(function_dir)):
+        h.update(arc.encode() + b"\0" + path.read_bytes() + b"\0")
+    for line in requirements_for(function_dir):
+        h.update(b"req:" + line.encode() + b"\0")
+    return h.hexdigest()

@@ -115,12 +115,23 @@ class LayerPlan(_Frozen):
     def asl_json(self) -> str:
         return json.dumps(self.asl, indent=2, sort_keys=False)
 
-    def digest(self) -> str:
-        """sha256 of every deployed setting (not of paths on this machine): what promotion compares."""
+    def snapshot(self) -> dict[str, Any]:
+        """Every deployed setting, comparable across machines: no local paths, no packages, and
+        environment values only as hashes (they may hold secrets; records must not)."""
         doc = self.model_dump(exclude={"main_file", "local_environment"})
         for f in doc["functions"]:
-            f.pop("source_dir")
-            f.pop("package_path")
+            for key in ("source_dir", "package_path", "package_sha256"):
+                f.pop(key)
+            f["environment"] = {k: hashlib.sha256(str(v).encode()).hexdigest()[:16]
+                                for k, v in f["environment"].items()}
+        return doc
+
+    def packages(self) -> dict[str, str | None]:
+        return {f.key: f.package_sha256 for f in self.functions}
+
+    def digest(self) -> str:
+        """sha256 of the settings and the packages: equal digests, identical deployments."""
+        doc = {"settings": self.snapshot(), "packages": self.packages()}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -401,3 +412,28 @@ def artifact_key(fn: FunctionPlan) -> str:
     if not fn.package_sha256:
         raise ValueError(f"{fn.key} has not been packaged")
     return f"packages/{fn.package_sha256}.zip"
+
+
+# -- Pulumi stacks: one place for the names, importable without Pulumi (deploy, promote, plan) ---
+
+UNIVERSAL_STACK = "universal"
+
+
+def stack_name(instance: str, layer: str | None, env: str | None) -> str:
+    """``universal``, ``infra-<env>`` or ``<instance>-<layer>-<env>``."""
+    if instance == "universal":
+        return UNIVERSAL_STACK
+    if instance == "infra":
+        return f"infra-{env}"
+    return f"{instance}-{layer}-{env}"
+
+
+def pulumi_project_name(project: str, instance: str, layer: str | None = None) -> str:
+    """``<project>-universal``, ``<project>-infra`` or ``<project>-<instance>-<layer>``."""
+    if instance in ("universal", "infra"):
+        return f"{project}-{instance}"
+    return f"{project}-{instance}-{layer}"
+
+
+def stack_reference_name(org: str, pulumi_project: str, stack: str) -> str:
+    return f"{org}/{pulumi_project}/{stack}"

@@ -25,6 +25,10 @@ class TerminalObserver:
         self.show_logs = show_logs
         self._status = None
 
+    def progress(self, message: str) -> None:
+        """Deployment stages (LocalStack, Pulumi): one dim line each."""
+        self.out.print(Text("  · " + message, style="dim"))
+
     def step_started(self, layer: str, function: str, deployed_name: str) -> None:
         self.out.print(Text.assemble(("▶ ", "bold cyan"), (f"{layer} ", "cyan"), (function, "bold"),
                                      (f"  ({deployed_name})", "dim")))

@@ -12,13 +12,16 @@ from typing import Callable
 _PLACEHOLDER = re.compile(r"\{sim\.([a-z_][a-z0-9_]*)\}")
 
 
-def _census_api():
+def _census_api(port: int = 0):
     from .census_api import CensusAPIServer
 
-    return CensusAPIServer()
+    return CensusAPIServer(port=port)
 
 
-FIXTURES: dict[str, Callable[[], object]] = {"census_api": _census_api}
+FIXTURES: dict[str, Callable[..., object]] = {"census_api": _census_api}
+# Used when the URL is written into deployed configuration (LocalStack): a fixed port keeps the
+# function's environment, and so its configuration, unchanged from one run to the next.
+STABLE_PORTS = {"census_api": 4580}
 
 
 class UnknownFixture(KeyError):
@@ -28,14 +31,21 @@ class UnknownFixture(KeyError):
 class Fixtures:
     """Starts fixtures on first use; ``close()`` stops every one it started."""
 
-    def __init__(self):
+    def __init__(self, *, stable_ports: bool = False):
         self._running: dict[str, object] = {}
+        self._stable = stable_ports
 
     def url(self, name: str) -> str:
         if name not in FIXTURES:
             raise UnknownFixture(f"unknown sim fixture {{sim.{name}}}; known: {', '.join(sorted(FIXTURES))}")
         if name not in self._running:
-            server = FIXTURES[name]()
+            server = None
+            if self._stable and name in STABLE_PORTS:
+                try:
+                    server = FIXTURES[name](STABLE_PORTS[name])
+                except OSError:  # taken (another run): any free port will do
+                    server = None
+            server = server or FIXTURES[name]()
             server.start()
             self._running[name] = server
         return self._running[name].url  # type: ignore[attr-defined]

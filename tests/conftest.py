@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO_ROOT, copy_pipeline_config, make_project
+from helpers import OUTSIDE_VARS, copy_pipeline_config, make_project
 
 pytest_plugins = ["pytester"]
-
-# Variables of the user's shell that would change what dorc does or where it looks.
-_OUTSIDE_VARS = ("CONFIG_REPO_PATH", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "DORC_ENV")
 
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch):
-    for var in _OUTSIDE_VARS:
+    for var in OUTSIDE_VARS:
         monkeypatch.delenv(var, raising=False)
 
 
@@ -47,6 +42,8 @@ def cli(monkeypatch, capsys):
     """``cli("run", "census", "raw", "--local", ...)`` -> CliResult: ``dorc.cli.main()`` in-process."""
     from dorc import cli as dorc_cli
 
+    monkeypatch.setenv("COLUMNS", "250")  # rich wraps at the terminal's width; keep lines whole
+
     def run(*args: str) -> CliResult:
         capsys.readouterr()  # drop anything printed before
         monkeypatch.setattr(sys, "argv", ["dorc", *map(str, args)])
@@ -61,14 +58,6 @@ def cli(monkeypatch, capsys):
         return CliResult(int(code), captured.out, captured.err)
 
     return run
-
-
-def run_dorc_subprocess(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    """``python -m dorc ...`` in a real child process."""
-    env = {k: v for k, v in os.environ.items() if k not in _OUTSIDE_VARS}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return subprocess.run([sys.executable, "-m", "dorc", *map(str, args)], cwd=cwd or REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

@@ -13,12 +13,18 @@ files into its folder, or ``None`` to create no folder at all.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_CONFIG = REPO_ROOT / "pipeline-config"
+
+# Variables of the user's shell that would change what dorc does or where it looks.
+OUTSIDE_VARS = ("CONFIG_REPO_PATH", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "DORC_ENV")
 
 HEADER = "from dorc import CreatePipeline, PipelineDefinition, Function, NextFunction, load_config\n"
 
@@ -94,3 +100,11 @@ def copy_pipeline_config(dest_parent: Path) -> Path:
     dest = Path(dest_parent) / "pipeline-config"
     shutil.copytree(PIPELINE_CONFIG, dest, ignore=shutil.ignore_patterns(".dorc", "__pycache__"))
     return dest
+
+
+def run_dorc_subprocess(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``python -m dorc ...`` in a real child process."""
+    env = {k: v for k, v in os.environ.items() if k not in OUTSIDE_VARS}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return subprocess.run([sys.executable, "-m", "dorc", *map(str, args)], cwd=cwd or REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)

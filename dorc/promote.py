@@ -1,0 +1,195 @@
+"""Promotion: the target environment receives exactly what the source ran, never a rebuild.
+
+    --to preprod   source = the local build (this checkout), checked by dorc's run records
+    --to prod      source = what preprod runs, checked by preprod's own executions
+
+Steps: read what the source runs (package digests + settings) -> build locally and compare
+(drift) -> check the source's last run -> deploy the target with the source's packages.
+Each refusal names its reason first; ``--force`` skips the drift check, ``--skip-checks`` the
+last-run check. The environments behind a target are reached through ``Backend``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from .errors import DorcError
+from .plan import LayerPlan
+
+SOURCE_OF = {"preprod": "local", "prod": "preprod"}
+
+
+class PromotionRefused(DorcError):
+    exit_code = 1
+
+
+@dataclass
+class Deployed:
+    """What an environment runs, as recorded at deploy time (stack outputs or a record)."""
+
+    env: str
+    packages: dict[str, str]
+    plan_settings: dict[str, Any]
+    plan_digest: str
+    deployed_at: str  # ISO 8601 UTC
+    state_machine_arn: str
+
+
+@dataclass
+class LastRun:
+    status: str  # "succeeded" | "failed" | "running" | "none"
+    when: str | None
+    what: str  # human description of where it was read
+
+
+class Backend(Protocol):
+    name: str
+
+    def deployed(self, plan: LayerPlan) -> Deployed | None: ...
+    def last_run(self, deployed: Deployed) -> LastRun: ...
+    def deploy(self, plan: LayerPlan, packages: dict[str, str] | None) -> Deployed: ...
+
+
+@dataclass
+class PromotionResult:
+    instance: str
+    layer: str
+    source: str
+    target: str
+    packages: dict[str, str]
+    drift: list[str] = field(default_factory=list)
+    forced: bool = False
+    checks_skipped: bool = False
+    changes: list[str] = field(default_factory=list)
+    deployed: Deployed | None = None
+
+
+def diff(source: str, expected_packages: dict[str, str | None], expected_settings: dict[str, Any],
+         actual: Deployed) -> list[str]:
+    """Differences between the local build and what ``source`` runs, one line each."""
+    out: list[str] = []
+    for fn in sorted(set(expected_packages) | set(actual.packages)):
+        mine, theirs = expected_packages.get(fn), actual.packages.get(fn)
+        if theirs is None:
+            out.append(f"function {fn}: not deployed in {source} (new locally)")
+        elif mine is None:
+            out.append(f"function {fn}: deployed in {source} but no longer defined locally")
+        elif mine != theirs:
+            out.append(f"function {fn}: package differs (local {mine[:12]}, {source} {theirs[:12]})")
+    out += [f"setting {p}: {d}" for p, d in _settings_diff(expected_settings, actual.plan_settings, "", source)]
+    return out
+
+
+def _settings_diff(mine: Any, theirs: Any, path: str, source: str) -> list[tuple[str, str]]:
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        out = []
+        for k in sorted(set(mine) | set(theirs)):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in theirs:
+                out.append((sub, f"added locally (not in {source})"))
+            elif k not in mine:
+                out.append((sub, f"removed locally (still in {source})"))
+            else:
+                out += _settings_diff(mine[k], theirs[k], sub, source)
+        return out
+    if isinstance(mine, list) and isinstance(theirs, list) and len(mine) == len(theirs) and all(
+            isinstance(x, dict) and "key" in x for x in mine + theirs):
+        out = []
+        for a, b in zip(mine, theirs):
+            out += _settings_diff(a, b, f"{path}[{a['key']}]", source)
+        return out
+    if mine != theirs:
+        if path.endswith("environment") or ".environment." in path:
+            return [(path, "value changed")]
+        return [(path, f"local {json.dumps(mine)[:80]}, {source} {json.dumps(theirs)[:80]}")]
+    return []
+
+
+def promote(*, instance: str, layer: str, to: str, source_plan: LayerPlan, target_plan: LayerPlan,
+            local_packages: dict[str, str], backend: Backend, local_last_run: Callable[[], LastRun],
+            force: bool = False, skip_checks: bool = False,
+            progress: Callable[[str], None] = lambda m: None) -> PromotionResult:
+    """``source_plan`` and ``target_plan`` are the local definition's plans for the two envs;
+    ``local_packages`` the digests of a fresh local build (the same for both envs)."""
+    if to not in SOURCE_OF:
+        raise DorcError(f"cannot promote to {to!r}", hint="use --to preprod or --to prod")
+    source = SOURCE_OF[to]
+    result = PromotionResult(instance, layer, source, to, packages={}, forced=force, checks_skipped=skip_checks)
+    if source == "local":
+        packages = dict(local_packages)
+        progress(f"source: the local build ({len(packages)} package(s))")
+        run = local_last_run()
+        if not skip_checks and run.status != "succeeded":
+            raise PromotionRefused(
+                f"refused: the last run of {instance}/{layer} with this build did not succeed ({run.status}; {run.what})",
+                hint=f"run it first (dorc run {instance} {layer} --local or --localstack), or pass --skip-checks",
+            )
+    else:
+        src = backend.deployed(source_plan)
+        if src is None:
+            raise PromotionRefused(
+                f"refused: {instance}/{layer} is not deployed to {source} on {backend.name}",
+                hint=f"dorc promote {instance} {layer} --to {source} first",
+            )
+        progress(f"source: {source}, deployed {src.deployed_at}, plan {src.plan_digest[:12]}")
+        drift = diff(source, local_packages, source_plan.snapshot(), src)
+        result.drift = drift
+        if drift and not force:
+            lines = "\n".join(f"  - {d}" for d in drift)
+            raise PromotionRefused(
+                f"refused: the local build differs from what {source} runs (drift):\n{lines}",
+                hint=f"deploy these changes to {source} and test them there, or pass --force to promote "
+                     f"{source}'s packages as they are",
+            )
+        missing = [f.key for f in target_plan.functions if f.key not in src.packages]
+        if missing:
+            raise PromotionRefused(f"refused: function(s) {', '.join(missing)} have no package in {source}",
+                                   hint=f"deploy them to {source} first")
+        run = backend.last_run(src)
+        if not skip_checks and run.status != "succeeded":
+            raise PromotionRefused(
+                f"refused: the last run of {instance}/{layer} in {source} did not succeed ({run.status}; {run.what})",
+                hint=f"run it in {source} and check it, or pass --skip-checks",
+            )
+        packages = {f.key: src.packages[f.key] for f in target_plan.functions}
+    result.packages = packages
+    before = backend.deployed(target_plan)
+    progress(f"deploying {to} with {'the same' if source != 'local' else 'the local'} packages: "
+             + ", ".join(f"{k} {v[:12]}" for k, v in packages.items()))
+    after = backend.deploy(target_plan, packages)
+    result.deployed = after
+    result.changes = _changes(before, after, to)
+    return result
+
+
+def _changes(before: Deployed | None, after: Deployed, env: str) -> list[str]:
+    if before is None:
+        return [f"first deployment of {env}: {len(after.packages)} function(s)"]
+    out = []
+    for fn, sha in after.packages.items():
+        old = before.packages.get(fn)
+        if old is None:
+            out.append(f"function {fn}: added ({sha[:12]})")
+        elif old != sha:
+            out.append(f"function {fn}: package {old[:12]} -> {sha[:12]}")
+    out += [f"setting {p}: {d}" for p, d in _settings_diff(after.plan_settings, before.plan_settings, "", f"previous {env}")]
+    return out or [f"{env} already ran exactly this (no change)"]
+
+
+def local_last_run(state_dir: Path, key: str, current_sources: dict[str, str]) -> LastRun:
+    """The newest dorc run (local or LocalStack) that covered layer ``key``, and whether it ran
+    these very sources."""
+    from .records import read_records
+
+    records = [r for r in read_records(state_dir) if key in (r.get("sources") or {})
+               and r.get("target") in ("local", "localstack")]
+    if not records:
+        return LastRun("none", None, "no local or LocalStack run recorded")
+    last = records[-1]
+    where = f"{last.get('target')} run {last.get('started_at')}"
+    if last["sources"][key] != current_sources:
+        return LastRun("stale", last.get("started_at"), f"{where} ran other sources; run the current build")
+    return LastRun(last.get("status", "unknown"), last.get("started_at"), where)

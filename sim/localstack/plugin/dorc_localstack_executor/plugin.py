@@ -1,0 +1,13 @@
+"""The plux plugin. Import-cheap on purpose: plux imports this module while scanning the namespace."""
+
+from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
+
+
+class DorcRuntimeExecutorPlugin(RuntimeExecutorPlugin):
+    # namespace inherited: "localstack.lambda.runtime_executor"
+    name = "dorc"
+
+    def load(self, *args, **kwargs):
+        from dorc_localstack_executor.executor import DorcRuntimeExecutor
+
+        return DorcRuntimeExecutor
