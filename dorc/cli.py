@@ -199,6 +199,7 @@ def main() -> None:
 # Commands kept in their own modules register themselves on ``app`` (their heavy imports stay
 # inside the command functions).
 from . import cli_deploy  # noqa: E402,F401
+from . import cli_pulumi  # noqa: E402,F401  (dorc plan)
 
 if __name__ == "__main__":
     main()

@@ -260,8 +260,10 @@ class ProgramRun:
 
 
 class _ListHandler(logging.Handler):
+    """Keeps what a program logs (Pulumi's engine log goes through the mocks' logger)."""
+
     def __init__(self, sink: list):
-        super().__init__(logging.DEBUG)
+        super().__init__(logging.INFO)  # the SDK's debug chatter is not the program's
         self.sink = sink
 
     def emit(self, record):

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -108,12 +110,15 @@ def _require_running_program() -> None:
         )
 
 
-def _settings_from_cwd():
-    """dorc.toml above the program folder (Pulumi runs a program with cwd = its folder)."""
+def _settings_for(program_file: str | os.PathLike | None):
+    """``dorc.toml`` above the program's folder. The file is passed (``__file__``) because the
+    working directory is not the program's: dorc's Automation workspace runs it from
+    ``.dorc/pulumi/<stack>/``; the Pulumi CLI from the program folder."""
     from ..pipeline import _find_config_root
     from ..project import find_project
 
-    return find_project(_find_config_root(Path.cwd())).settings
+    start = Path(program_file).resolve().parent if program_file else Path.cwd()
+    return find_project(_find_config_root(start)).settings
 
 
 def _stack_config(namespace_keys: tuple[str, ...]) -> dict[str, Any]:
@@ -161,13 +166,14 @@ class CreateUniversal(_Exporting):
         self.register_outputs(self.outputs)
 
     @classmethod
-    def for_stack(cls, name: str = "universal") -> "CreateUniversal":
-        """The component for the running ``universal`` stack, planned from ``dorc.toml``."""
+    def for_stack(cls, program_file: str | os.PathLike | None = None, name: str = "universal") -> "CreateUniversal":
+        """The component for the running ``universal`` stack, planned from the ``dorc.toml``
+        above ``program_file`` (the program's ``__file__``)."""
         _require_running_program()
         if pulumi.get_stack() != stack_name("universal", None, None):
             raise PulumiTargetError(f"the universal program runs as stack {pulumi.get_stack()!r}",
                                     hint="select the stack named 'universal'")
-        return cls(name, universal_plan_for(_settings_from_cwd(), _stack_config(("aws:region",))))
+        return cls(name, universal_plan_for(_settings_for(program_file), _stack_config(("aws:region",))))
 
 
 class CreateInfra(_Exporting):
@@ -202,7 +208,7 @@ class CreateInfra(_Exporting):
         self.register_outputs(self.outputs)
 
     @classmethod
-    def for_stack(cls, name: str = "infra") -> "CreateInfra":
+    def for_stack(cls, program_file: str | os.PathLike | None = None, name: str = "infra") -> "CreateInfra":
         """The component for the running ``infra-<env>`` stack: env from the stack name,
         account from the credentials, region and holding bucket from the stack config."""
         _require_running_program()
@@ -213,7 +219,7 @@ class CreateInfra(_Exporting):
         env = stack.removeprefix("infra-")
         account = aws.get_caller_identity().account_id
         config = _stack_config(("aws:region", "dorc:holding_bucket"))
-        return cls(name, infra_plan_for(_settings_from_cwd(), env, config, account))
+        return cls(name, infra_plan_for(_settings_for(program_file), env, config, account))
 
 
 def _block_public_access(name: str, bucket: aws.s3.Bucket, parent: pulumi.Resource) -> aws.s3.BucketPublicAccessBlock:
@@ -300,7 +306,12 @@ class CreateLayer(_Exporting):
             "function_names": {fn.key: fn.name for fn in plan.functions},
             "packages": {fn.key: fn.package_sha256 for fn in plan.functions},
             "plan_digest": plan.digest(),
+            # What promotion compares and shows (``dorc.promote``): settings without secrets.
+            "plan_settings": plan.snapshot(),
         }
+        if not pulumi.runtime.is_dry_run():
+            # When this update ran: promotion only counts executions started after it.
+            self.outputs["deployed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.register_outputs(self.outputs)
 
 

@@ -6,4 +6,4 @@ Preview offline: `dorc plan infra --env prod`.
 
 from dorc import CreateInfra
 
-CreateInfra.for_stack().export()
+CreateInfra.for_stack(__file__).export()

@@ -6,4 +6,4 @@ Preview offline: `dorc plan universal`.
 
 from dorc import CreateUniversal
 
-CreateUniversal.for_stack().export()
+CreateUniversal.for_stack(__file__).export()

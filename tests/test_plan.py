@@ -1,0 +1,200 @@
+"""The resource plan (``dorc.api.plan_layer``): deployed names, settings and the state machine as data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dorc.api import plan_layer
+from dorc.errors import DorcError
+from dorc.project import find_project
+from helpers import OK_HANDLER, chain_main, main_py
+
+REGION, ACCOUNT = "eu-west-2", "000000000000"
+
+
+@pytest.fixture(scope="module")
+def census_project(tmp_path_factory):
+    from helpers import copy_pipeline_config
+
+    return find_project(copy_pipeline_config(tmp_path_factory.mktemp("plan")))
+
+
+@pytest.fixture(scope="module")
+def raw(census_project):
+    return plan_layer(census_project, "census", "raw")
+
+
+@pytest.fixture(scope="module")
+def processed(census_project):
+    return plan_layer(census_project, "census", "processed")
+
+
+def test_names(raw, processed):
+    assert raw.key == "census/raw"
+    assert [f.key for f in raw.functions] == ["function1"]
+    fn = raw.functions[0]
+    assert fn.name == "census-raw-function1-local"
+    assert fn.arn == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:census-raw-function1-local"
+    assert fn.log_group == "/aws/lambda/census-raw-function1-local"
+    assert fn.handler == "lambda.handler"
+    assert (fn.memory, fn.timeout, fn.runtime) == (256, 60, "python3.12")
+    assert raw.state_machine_name == "census-raw-local"
+    assert raw.state_machine_arn == f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:census-raw-local"
+    assert raw.holding_bucket == "dorc-census-holding-local"
+    assert raw.artifact_bucket == "dorc-census-artifacts"
+    assert (raw.lambda_role, raw.states_role, raw.events_role) == (
+        "dorc-census-lambda-local", "dorc-census-states-local", "dorc-census-events-local")
+    assert [f.name for f in processed.functions] == ["census-processed-function1-local", "census-processed-function2-local"]
+    assert processed.handover is None
+
+
+def test_environment_and_tags(raw):
+    env = raw.functions[0].environment
+    assert env["HOLDING_BUCKET"] == "dorc-census-holding-local"
+    assert env["DORC_PIPELINE"] == "census/raw"
+    assert env["DORC_ENV"] == "local"
+    assert env["CENSUS_API_URL"] == "https://api.census.gov/data/2020/dec/pl"  # the definition's default
+    assert raw.local_environment == {"CENSUS_API_URL": "{sim.census_api}/data/2020/dec/pl"}
+    assert raw.tags["team"] == "data-engineering"
+    assert raw.tags["dorc:pipeline"] == "census/raw"
+    assert raw.tags["dorc:env"] == "local"
+
+
+def test_trigger(raw):
+    (trigger,) = raw.triggers
+    assert (trigger.key, trigger.kind, trigger.rule_name) == ("daily", "cron", "census-raw-daily-local")
+    assert trigger.schedule_expression == "cron(0 6 * * ? *)"
+
+
+def test_other_environments_use_their_stack_settings(census_project):
+    prod = plan_layer(census_project, "census", "raw", "prod", account_id="123456789012")
+    fn = prod.functions[0]
+    assert fn.name == "census-raw-function1-prod"
+    assert fn.arn == "arn:aws:lambda:eu-west-2:123456789012:function:census-raw-function1-prod"
+    assert prod.holding_bucket == "dorc-census-holding-prod"
+    assert prod.handover.state_machine_arn == "arn:aws:states:eu-west-2:123456789012:stateMachine:census-processed-prod"
+    with pytest.raises(DorcError, match="no settings for environment 'qa'"):
+        plan_layer(census_project, "census", "raw", "qa")
+
+
+# -- the state machine (ASL) as data ---------------------------------------------------------
+
+def test_asl_task_and_choice_guard(processed):
+    asl = processed.asl
+    assert asl["StartAt"] == "function1"
+    assert asl["Comment"] == "Cleans raw census records and derives per-state features"
+    states = asl["States"]
+    task = states["function1"]
+    assert task["Type"] == "Task"
+    assert task["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert task["Parameters"] == {"FunctionName": processed.functions[0].arn, "Payload.$": "$"}
+    assert task["OutputPath"] == "$.Payload"
+    assert task["Next"] == "function1 returned"
+    assert task["Comment"] == "Validate and clean the raw records"
+    # retries only for Lambda's own transient failures, never for the user's errors
+    assert all(err.startswith("Lambda.") for r in task["Retry"] for err in r["ErrorEquals"])
+
+    guard = states["function1 returned"]
+    assert guard["Type"] == "Choice"
+    contract, success = guard["Choices"]
+    assert contract["Next"] == "function1 broke the contract"
+    checks = contract["Not"]["And"]
+    assert {"Variable": "$.statusCode", "IsPresent": True} in checks
+    assert {"Variable": "$.statusCode", "IsNumeric": True} in checks
+    assert {"Variable": "$.body", "IsPresent": True} in checks
+    assert success == {"And": [{"Variable": "$.statusCode", "NumericGreaterThanEquals": 200},
+                               {"Variable": "$.statusCode", "NumericLessThan": 300}], "Next": "function2"}
+    assert guard["Default"] == "function1 failed"
+
+    assert states["function1 broke the contract"]["Type"] == "Fail"
+    assert states["function1 broke the contract"]["Error"] == "dorc.ContractViolation"
+    assert states["function1 failed"] == {"Type": "Fail", "Error": "dorc.NonSuccessStatusCode",
+                                          "Cause": "function1 returned a statusCode outside 200-299"}
+    # the last function ends in Succeed
+    assert states["function2 returned"]["Choices"][1]["Next"] == "succeeded"
+    assert states["succeeded"] == {"Type": "Succeed"}
+    assert set(states) == {f"{fn}{suffix}" for fn in ("function1", "function2")
+                           for suffix in ("", " returned", " broke the contract", " failed")} | {"succeeded"}
+
+
+def test_asl_handover_state(raw, processed):
+    states = raw.asl["States"]
+    assert raw.handover.instance == "census" and raw.handover.layer == "processed"
+    assert states["function1 returned"]["Choices"][1]["Next"] == "start census/processed"
+    handover = states["start census/processed"]
+    assert handover["Type"] == "Task"
+    assert handover["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    assert handover["Parameters"] == {"StateMachineArn": processed.state_machine_arn, "Input.$": "$"}
+    assert handover["OutputPath"] == "$.Output"
+    assert handover["End"] is True
+    assert "succeeded" not in states
+
+
+def test_asl_is_plain_json_data(raw, processed):
+    for plan in (raw, processed):
+        assert json.loads(json.dumps(plan.asl)) == plan.asl
+        assert json.loads(plan.asl_json()) == plan.asl
+
+
+def test_descriptions_with_quotes_and_newlines_round_trip(project_factory):
+    description = 'Say "hello"\nthen \'goodbye\' \\ back\tslash {braces} $.path ünïcode'
+    fn_description = 'the "first" one\non two lines'
+    main = main_py(f"Function(name='f1', description={fn_description!r})", description=description)
+    root = project_factory({"demo/main": {"main": main, "functions": {"f1": OK_HANDLER}}})
+    plan = plan_layer(find_project(root), "demo", "main")
+    assert plan.description == description
+    text = json.dumps(plan.asl)
+    back = json.loads(text)
+    assert back == plan.asl
+    assert back["Comment"] == description
+    assert back["States"]["f1"]["Comment"] == fn_description
+    assert json.loads(plan.asl_json())["Comment"] == description
+
+
+def test_cross_instance_handover(project_factory):
+    root = project_factory({
+        "a/one": {"main": chain_main("f1", handover="b/two"), "functions": {"f1": OK_HANDLER}},
+        "b/two": {"main": chain_main("g1"), "functions": {"g1": OK_HANDLER}},
+    })
+    plan = plan_layer(find_project(root), "a", "one")
+    assert (plan.handover.instance, plan.handover.layer) == ("b", "two")
+    assert plan.asl["States"]["start b/two"]["Parameters"]["StateMachineArn"].endswith(":stateMachine:b-two-local")
+
+
+def test_s3_trigger_and_settings(project_factory):
+    main = main_py("Function(name='f1')", extra="from dorc import S3Trigger").replace(
+        "    functions=", "    trigger=S3Trigger(name='drop', bucket_name='{project}-landing-{env}', key_prefix='in/'),\n    functions=")
+    root = project_factory({"demo/main": {"main": main, "functions": {"f1": OK_HANDLER}}}, name="acme",
+                           toml_extra='region = "us-east-1"\n[buckets]\nholding = "hold-{env}-{region}"\n')
+    plan = plan_layer(find_project(root), "demo", "main")
+    (trigger,) = plan.triggers
+    assert trigger.kind == "s3" and trigger.rule_name == "demo-main-drop-local"
+    assert trigger.event_pattern == {"source": ["aws.s3"], "detail-type": ["Object Created"],
+                                     "detail": {"bucket": {"name": ["acme-landing-local"]},
+                                                "object": {"key": [{"prefix": "in/"}]}}}
+    assert plan.holding_bucket == "hold-local-us-east-1"
+    assert plan.region == "us-east-1"
+    assert plan.functions[0].arn.startswith("arn:aws:lambda:us-east-1:")
+
+
+def test_function_order_follows_the_chain(project_factory):
+    main = main_py("Function(name='c'), Function(name='a', next_function='b'), Function(name='b', next_function='c')")
+    root = project_factory({"demo/main": {"main": main, "functions": {n: OK_HANDLER for n in "abc"}}})
+    plan = plan_layer(find_project(root), "demo", "main")
+    assert [f.key for f in plan.functions] == ["a", "b", "c"]
+    assert plan.asl["StartAt"] == "a"
+    assert plan.function("b").name == "demo-main-b-local"
+    assert plan.function("demo-main-c-local").key == "c"
+
+
+def test_digest_ignores_where_the_project_lives(tmp_path):
+    from helpers import copy_pipeline_config
+
+    one = plan_layer(find_project(copy_pipeline_config(tmp_path / "one")), "census", "processed")
+    two = plan_layer(find_project(copy_pipeline_config(tmp_path / "two")), "census", "processed")
+    assert one.functions[0].source_dir != two.functions[0].source_dir
+    assert one.digest() == two.digest()
+    prod = plan_layer(find_project(tmp_path / "one" / "pipeline-config"), "census", "processed", "prod")
+    assert prod.digest() != one.digest()
