@@ -33,7 +33,8 @@ _EXPORTS = {
     "CreateInfra": "dorc.targets.pulumi_program",
 }
 
-__all__ = sorted(_EXPORTS)
+# `from dorc import *` stays light: the Pulumi components are imported by name only.
+__all__ = sorted(k for k, mod in _EXPORTS.items() if not mod.endswith("pulumi_program"))
 
 
 def __getattr__(name: str):

@@ -12,7 +12,6 @@ is imported only when ``dorc plan`` runs.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import time
@@ -43,10 +42,12 @@ _TYPE_ORDER = [
 
 def require_pulumi() -> None:
     """A clear error, not an ImportError, when the optional Pulumi packages are missing."""
-    missing = [m for m in ("pulumi", "pulumi_aws") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ToolMissingError(f"dorc plan needs the Python packages {' and '.join(missing)}, which are not installed",
-                               hint=PULUMI_EXTRA_HINT)
+    try:
+        import pulumi  # noqa: F401
+        import pulumi_aws  # noqa: F401
+    except ImportError as exc:
+        raise ToolMissingError(f"dorc plan needs the Pulumi Python packages (pulumi, pulumi-aws): {exc}",
+                               hint=PULUMI_EXTRA_HINT) from None
 
 
 def register(app: typer.Typer) -> None:

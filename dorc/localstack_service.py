@@ -265,8 +265,9 @@ def find_python(python: str | None = None) -> PythonFound:
                 f"{source} {value} is Python {'.'.join(map(str, version))}; LocalStack {LOCALSTACK_VERSION} "
                 f"needs {need}", hint=_python_hint())
         return PythonFound(exe, version, source)
-    tried = []
-    for cand, source in [*_pyenv_candidates(), ("python3.14", "PATH python3.14"), ("python3.13", "PATH python3.13")]:
+    pyenv = _pyenv_candidates()
+    tried = [] if pyenv else ["pyenv has no 3.13+ installed" if shutil.which("pyenv") else "pyenv is not installed"]
+    for cand, source in [*pyenv, ("python3.14", "PATH python3.14"), ("python3.13", "PATH python3.13")]:
         probe = _probe_python(cand)
         if isinstance(probe, str):
             tried.append(probe)
@@ -535,8 +536,9 @@ def _is_localstack_process(pid: int | None) -> bool:
     """Alive and (where /proc tells) really LocalStack: a recycled PID is never signalled."""
     if not _pid_alive(pid):
         return False
-    cmd = _cmdline(pid)  # type: ignore[arg-type]
-    return not cmd and not Path("/proc").is_dir() or "localstack.runtime.main" in cmd
+    if not Path("/proc/self/cmdline").exists():
+        return True  # no /proc to ask (macOS): trust the recorded PID
+    return "localstack.runtime.main" in _cmdline(pid)  # type: ignore[arg-type]
 
 
 def _docker_container(container_id: str | None):
@@ -635,8 +637,11 @@ def docker_engine():
         client.ping()
         return client, ""
     except Exception as exc:  # noqa: BLE001 - DockerException, connection errors
-        reason = str(exc).split(": ('Connection aborted.'", 1)[0]
-        return None, f"no Docker engine answers ({reason[:200]})"
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        reason = str(exc)
+        if "Connection aborted" in reason or "FileNotFoundError" in reason or "ConnectionRefused" in reason:
+            return None, f"no Docker engine answers at {where}"
+        return None, f"no Docker engine answers at {where} ({reason[:200]})"
 
 
 def docker_available() -> bool:
@@ -799,6 +804,7 @@ def _start_host(port: int, folder: Path, python: str | None, progress: Progress 
         "LAMBDA_RUNTIME_EXECUTOR": EXECUTOR_NAME,
         "DORC_WORKER_PYTHON": sys.executable,
         "DORC_WORKER_PYTHONPATH": str(worker_pythonpath()),
+        "DORC_WORKER_PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
         "DORC_EXECUTOR_MARKER": str(marker),
     }
     if os.environ.get("DORC_LOCALSTACK_LOG_LEVEL"):
@@ -853,7 +859,9 @@ def _wait_executor(marker: Path, log: Path, alive: Callable[[], str | None], dea
 
 def _worker_pids(owner: int) -> list[int]:
     """dorc workers started by the LocalStack process ``owner`` (``... -m sim.localstack.worker --owner N``)."""
-    pids = []
+    pids: list[int] = []
+    if not Path("/proc").is_dir():
+        return pids  # elsewhere the workers end themselves once LocalStack is gone (orphan watch)
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -934,7 +942,7 @@ def status(port: int = DEFAULT_PORT, state_dir: str | os.PathLike | None = None,
         return ServiceStatus(running, doc is not None, info.endpoint, info, doc, note)
     ep = endpoint or f"http://127.0.0.1:{port}"
     doc = health(ep)
-    note = "answers, but was not started by dorc from this state folder" if doc is not None else "not running"
+    note = "answers, but was not started by dorc from this state folder" if doc is not None else ""
     return ServiceStatus(doc is not None, doc is not None, ep, None, doc, note)
 
 

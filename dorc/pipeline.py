@@ -62,17 +62,26 @@ class PipelineConfig:
         )
 
 
+def _under_pulumi() -> bool:
+    """True only while the Pulumi engine (or its mocks) runs a program, not merely when imported."""
+    if "pulumi" not in sys.modules:
+        return False
+    try:
+        from pulumi.runtime import settings
+
+        return settings.get_monitor() is not None
+    except Exception:
+        return False
+
+
 def _current_env() -> str:
     cap = _capture.get()
     if cap is not None:
         return cap.env
-    if "pulumi" in sys.modules:  # running as a Pulumi program: the stack name ends in -<env>
-        try:
-            import pulumi
+    if _under_pulumi():  # running as a Pulumi program: the stack name ends in -<env>
+        import pulumi
 
-            return pulumi.get_stack().rsplit("-", 1)[-1]
-        except Exception:
-            pass
+        return pulumi.get_stack().rsplit("-", 1)[-1]
     return os.environ.get("DORC_ENV", "local")
 
 
@@ -114,7 +123,7 @@ class CreatePipeline:
         if cap is not None:
             cap.definitions.append((self.config, self.definition))
             return None
-        if "pulumi" in sys.modules:
+        if _under_pulumi():
             from .targets.pulumi_program import apply_pipeline
 
             return apply_pipeline(self.config, self.definition)

@@ -118,6 +118,9 @@ class Registration:
     read: bool  # ReadResource: StackReference, Resource.get
     parent: Optional[str] = None  # parent URN; None = the stack
     urn: Optional[str] = None
+    # Resource options the engine would honour (mocks do not see them in ``new_resource``):
+    # retain_on_delete, protect, dependencies (URNs).
+    options: dict = field(default_factory=dict)
 
 
 # RPCs run in executor threads and call the mocks synchronously there: a thread-local carries
@@ -131,10 +134,15 @@ class RecordingMonitor(_mocks.MockMonitor):
     def _with_req(self, method, request):
         _REQ.parent = getattr(request, "parent", "") or None
         _REQ.urn = self.make_urn(request.parent, request.type, request.name)
+        _REQ.options = {
+            "retain_on_delete": bool(getattr(request, "retainOnDelete", False)),
+            "protect": bool(getattr(request, "protect", False)),
+            "dependencies": sorted(getattr(request, "dependencies", []) or []),
+        }
         try:
             return method(request)
         finally:
-            _REQ.parent = _REQ.urn = None
+            _REQ.parent = _REQ.urn = _REQ.options = None
 
     def RegisterResource(self, request):
         return self._with_req(super().RegisterResource, request)
@@ -179,7 +187,8 @@ class PlanMocks(pulumi.runtime.Mocks):
         is_read = args.custom is None  # a StackReference is a read; custom is None there
         self.registrations.append(Registration(
             args.typ, args.name, copy.deepcopy(args.inputs), args.custom, args.provider or None,
-            args.resource_id or None, is_read, getattr(_REQ, "parent", None), getattr(_REQ, "urn", None)))
+            args.resource_id or None, is_read, getattr(_REQ, "parent", None), getattr(_REQ, "urn", None),
+            dict(getattr(_REQ, "options", None) or {})))
         if args.typ == STACK_REFERENCE_TYPE:
             ref = args.inputs.get("name") or args.resource_id
             key = "/".join(str(ref).split("/")[-2:])

@@ -73,3 +73,82 @@ def dorc_aws(dorc_project):
     with LocalAWS(dorc_project.state_dir / "local-aws", settings.region, [bucket]) as aws:
         aws.holding_bucket = bucket
         yield aws
+
+
+@dataclasses.dataclass
+class LocalStackHandle:
+    """What the ``dorc_localstack`` fixture yields: a LocalStack that answers at ``endpoint``."""
+
+    endpoint: str
+    mode: str  # "host" (started for this session), "docker" or "external" ($DORC_LOCALSTACK_ENDPOINT)
+    port: int | None = None
+    state_dir: str | None = None
+    region: str = "us-east-1"
+
+    def client(self, service: str, **kwargs):
+        """A boto3 client for this LocalStack (test credentials, its region)."""
+        import boto3
+        from botocore.config import Config
+
+        kwargs.setdefault("config", Config(retries={"max_attempts": 2}, read_timeout=120))
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=self.region,
+                            aws_access_key_id="test", aws_secret_access_key="test", **kwargs)
+
+
+def _say(request, message: str) -> None:
+    """A line on the terminal even while pytest captures output (installs and starts take a while)."""
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    if reporter is None:
+        return
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    if capman is None:
+        reporter.write_line(f"[dorc_localstack] {message}")
+        return
+    with capman.global_and_fixture_disabled():
+        reporter.write_line(f"[dorc_localstack] {message}")
+
+
+def _localstack_unavailable(request, message: str):
+    in_ci = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+    _say(request, f"LocalStack UNAVAILABLE: {message}")
+    if in_ci:
+        pytest.fail(f"dorc_localstack: LocalStack could not be started (CI): {message}", pytrace=False)
+    pytest.skip(f"dorc_localstack: LocalStack could not be started: {message}")
+
+
+@pytest.fixture(scope="session")
+def dorc_localstack(request, tmp_path_factory):
+    """A LocalStack for the whole session: ``$DORC_LOCALSTACK_ENDPOINT`` if it answers, else one
+    started here in host mode (dorc's Lambda executor, no Docker) on a free port, with its own
+    state folder, stopped by PID at the end. If none can be had, tests fail in CI (``CI=true``)
+    and are skipped, with the reason, elsewhere."""
+    import socket
+    import time
+
+    from dorc import localstack_service as ls
+    from dorc.errors import DorcError
+
+    external = os.environ.get("DORC_LOCALSTACK_ENDPOINT", "").strip()
+    if external:
+        if ls.is_ready(external):
+            yield LocalStackHandle(endpoint=external.rstrip("/"), mode="external")
+            return
+        _localstack_unavailable(request, f"DORC_LOCALSTACK_ENDPOINT={external} does not answer")
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    state_dir = tmp_path_factory.mktemp("localstack")
+    t0 = time.monotonic()
+    try:
+        if not ls.is_installed():
+            _say(request, f"installing LocalStack {ls.LOCALSTACK_VERSION} into {ls.localstack_home()} (once; ~2 min)")
+        info = ls.start(port=port, state_dir=state_dir, mode="host",
+                        progress=lambda m: None if m.startswith("  ") else _say(request, m))
+    except DorcError as exc:
+        _localstack_unavailable(request, str(exc))
+    _say(request, f"LocalStack ready at {info.endpoint} (pid {info.pid}) in {time.monotonic() - t0:.1f} s")
+    try:
+        yield LocalStackHandle(endpoint=info.endpoint, mode=info.mode, port=port, state_dir=str(state_dir))
+    finally:
+        ls.stop(port=port, state_dir=state_dir)

@@ -301,7 +301,7 @@ def test_context_attributes(project_factory):
 
 ENV_KEYS = ["AWS_LAMBDA_FUNCTION_NAME", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
             "LAMBDA_TASK_ROOT", "_HANDLER", "HOLDING_BUCKET", "DORC_ENV", "DORC_PIPELINE", "MY_VAR",
-            "AWS_ACCESS_KEY_ID", "AWS_LAMBDA_LOG_GROUP_NAME"]
+            "AWS_ACCESS_KEY_ID", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_PROFILE", "AWS_ENDPOINT_URL"]
 
 
 def test_lambda_environment_is_set_during_the_call_and_restored(project_factory, monkeypatch):
@@ -309,8 +309,12 @@ def test_lambda_environment_is_set_during_the_call_and_restored(project_factory,
          f"    return {{'statusCode': 200, 'body': {{k: os.environ.get(k) for k in {ENV_KEYS!r}}}}}\n"
     root = one_layer(project_factory, "f1", functions={"f1": f1},
                      f1="memory=256, environment={'MY_VAR': 'mine', 'HOME': '/var/task-home'}")
+    # the caller's shell: its own values must neither reach the function nor be lost afterwards
     monkeypatch.setenv("MY_VAR", "the caller's")
-    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "us-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA-THE-CALLERS-REAL-KEY")
+    monkeypatch.setenv("AWS_PROFILE", "production")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:4566")
     before = dict(os.environ)
     result = run(root)
     after = dict(os.environ)
@@ -326,6 +330,7 @@ def test_lambda_environment_is_set_during_the_call_and_restored(project_factory,
     assert env["MY_VAR"] == "mine"
     assert env["AWS_ACCESS_KEY_ID"] == "testing"  # never the caller's real credentials
     assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == "/aws/lambda/demo-main-f1-local"
+    assert env["AWS_PROFILE"] is None and env["AWS_ENDPOINT_URL"] is None  # every AWS call stays in-process
     assert after == before
 
 
@@ -569,6 +574,41 @@ def test_failed_run_is_recorded_and_record_false_writes_nothing(project_factory)
     assert doc["status"] == "failed"
     assert doc["error"]["type"] == "RuntimeError"
     assert doc["steps"][0]["error"]["message"] == "x"
+
+
+# -- the local holding store -----------------------------------------------------------------
+
+STORE_FN = """
+import boto3, os
+
+def handler(event, context):
+    s3 = boto3.client("s3")
+    bucket = os.environ["HOLDING_BUCKET"]
+    for key, body in event.get("put", {}).items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
+    for key in event.get("delete", []):
+        s3.delete_object(Bucket=bucket, Key=key)
+    listing = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    found = {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read().decode() for o in listing}
+    types = {k: s3.head_object(Bucket=bucket, Key=k)["ContentType"] for k in found}
+    return {"statusCode": 200, "body": {"found": found, "types": types}}
+"""
+
+
+def test_store_persists_puts_and_deletes_between_runs(project_factory):
+    from sim.aws import list_store
+
+    root = one_layer(project_factory, "f1", functions={"f1": STORE_FN})
+    odd_key = "dir/ünï code & more?.json"
+    first = run(root, event={"put": {"a.json": "[1]", odd_key: '{"x": 1}'}})
+    assert first.succeeded, first.error
+    store = root / ".dorc" / "local-aws"
+    assert list_store(store) == [("t-holding-local", "a.json", 3), ("t-holding-local", odd_key, 8)]
+
+    second = run(root, event={"delete": ["a.json"]})  # a new process-level moto: state came from disk
+    assert second.output["body"]["found"] == {odd_key: '{"x": 1}'}
+    assert second.output["body"]["types"] == {odd_key: "application/json"}
+    assert list_store(store) == [("t-holding-local", odd_key, 8)]
 
 
 # -- invoking a single function --------------------------------------------------------------

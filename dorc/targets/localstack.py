@@ -19,6 +19,7 @@ from typing import Any, Callable
 from ..errors import DorcError
 from ..plan import (InfraPlan, LayerPlan, UniversalPlan, artifact_key, build_infra_plan,
                     build_universal_plan)
+from ..plan import stack_name as plan_stack_name
 from ..result import RunResult, StepError, StepResult
 
 TARGET = "localstack"
@@ -247,7 +248,8 @@ class Deployment:
 
 
 def stack_name(plan: LayerPlan) -> str:
-    return f"{plan.instance}-{plan.layer}-{plan.env}"
+    """The same name the Pulumi stack of this layer and environment has."""
+    return plan_stack_name(plan.instance, plan.layer, plan.env)
 
 
 def deployments_dir(state_dir: Path) -> Path:

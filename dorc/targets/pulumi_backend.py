@@ -9,22 +9,19 @@ import json
 from typing import Callable
 
 from ..plan import LayerPlan
+from ..plan import pulumi_project_name, stack_name
 from .pulumi_engine import AutomationEngine, Engine, StackSpec
-
-
-def pulumi_project_name(project_name: str, instance: str, layer: str | None = None) -> str:
-    return f"{project_name}-{instance}" + (f"-{layer}" if layer else "")
 
 
 def stack_spec(project, plan: LayerPlan, packages: dict[str, str] | None = None) -> StackSpec:
     settings = project.layer_dir(plan.instance, plan.layer) / f"Pulumi.{plan.env}.yaml"
-    config = {"dorc:promoted_packages": json.dumps(packages, sort_keys=True)} if packages else {}
+    program_env = {"DORC_PROMOTED_PACKAGES": json.dumps(packages, sort_keys=True)} if packages else {}
     return StackSpec(
         project=pulumi_project_name(project.settings.project, plan.instance, plan.layer),
-        stack=f"{plan.instance}-{plan.layer}-{plan.env}",
+        stack=stack_name(plan.instance, plan.layer, plan.env),
         program=project.main_file(plan.instance, plan.layer),
         settings_file=settings if settings.is_file() else None,
-        config=config,
+        program_env=program_env,
         workspace_root=project.state_dir / "pulumi",
     )
 
@@ -32,7 +29,7 @@ def stack_spec(project, plan: LayerPlan, packages: dict[str, str] | None = None)
 def shared_stack_spec(project, which: str, env: str | None) -> StackSpec:
     """``universal`` (once per project) or ``infra`` (``infra-<env>``)."""
     folder = project.root / which
-    stack = "universal" if which == "universal" else f"infra-{env}"
+    stack = stack_name(which, None, env)
     settings = folder / f"Pulumi.{env}.yaml" if env else None
     return StackSpec(project=pulumi_project_name(project.settings.project, which), stack=stack,
                      program=folder / "__main__.py",

@@ -37,7 +37,7 @@ class StackSpec:
     stack: str  # e.g. census-raw-prod
     program: Path  # the user's __main__.py
     settings_file: Path | None  # the user's Pulumi.<env>.yaml
-    config: dict[str, str] = field(default_factory=dict)  # extra plain values (e.g. promoted packages)
+    program_env: dict[str, str] = field(default_factory=dict)  # e.g. DORC_PROMOTED_PACKAGES; never written to the user's settings
     workspace_root: Path = Path(".dorc/pulumi")
 
 
@@ -104,12 +104,9 @@ class AutomationEngine:
         opts = auto.LocalWorkspaceOptions(
             work_dir=str(ws),
             pulumi_command=auto.PulumiCommand(root=str(Path(self.cli).parent.parent)),
-            env_vars={"PULUMI_PYTHON_CMD": sys.executable},
+            env_vars={"PULUMI_PYTHON_CMD": sys.executable, **spec.program_env},
         )
-        stack = auto.create_or_select_stack(spec.stack, work_dir=str(ws), opts=opts)
-        for key, value in spec.config.items():
-            stack.set_config(key, auto.ConfigValue(value=value, secret=False))
-        return stack
+        return auto.create_or_select_stack(spec.stack, work_dir=str(ws), opts=opts)
 
     def up(self, spec: StackSpec, on_output: Callable[[str], None]) -> dict[str, Any]:
         result = self._stack(spec).up(on_output=on_output)

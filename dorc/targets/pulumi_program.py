@@ -49,6 +49,7 @@ from ..plan import (
 )
 
 DEFAULT_ORG = "organization"  # Pulumi's name for "the current user's org" in stack references
+PROMOTED_PACKAGES_ENV = "DORC_PROMOTED_PACKAGES"
 CONFIG_NAMESPACE = "dorc"  # dorc:org, dorc:promoted_packages, dorc:holding_bucket
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -319,8 +320,11 @@ class CreateLayer(_Exporting):
 
 def promoted_packages(config, plan: LayerPlan) -> dict[str, str] | None:
     """``promoted_packages`` (function key -> sha256), set by promotion: deploy the packages
-    another environment already uploaded instead of building new ones. ``None`` when absent."""
-    raw = pulumi.Config(CONFIG_NAMESPACE).get("promoted_packages")
+    another environment already uploaded instead of building new ones. ``None`` when absent.
+
+    ``dorc promote`` passes it in the program's environment (``DORC_PROMOTED_PACKAGES``), not in
+    the stack's settings, which are the user's file: a later plain deploy must build again."""
+    raw = os.environ.get(PROMOTED_PACKAGES_ENV) or pulumi.Config(CONFIG_NAMESPACE).get("promoted_packages")
     if raw is None:
         raw = config.get("promoted_packages")
     if raw is None or raw == "":

@@ -20,6 +20,7 @@ a fresh worker.
 Settings (LocalStack's environment, set by ``dorc localstack start``):
   DORC_WORKER_PYTHON      the interpreter that runs dorc (the worker needs dorc's ``sim`` package)
   DORC_WORKER_PYTHONPATH  the folder that contains dorc's ``sim`` package
+  DORC_WORKER_PATH        PATH for the functions (default /usr/local/bin:/usr/bin:/bin)
   DORC_EXECUTOR_MARKER    optional file written when LocalStack loads this executor (dorc checks it)
 """
 
@@ -313,7 +314,8 @@ class DorcRuntimeExecutor(RuntimeExecutor):
         user_pythonpath = self.env_vars.get("PYTHONPATH")
         env = {
             # a minimal base: LocalStack's own environment does not leak into the function
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            # like Lambda's /var/lang/bin first: the worker's interpreter, not LocalStack's venv
+            "PATH": os.environ.get("DORC_WORKER_PATH") or "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
             "HOME": str(tmp_dir),
             "TMPDIR": str(tmp_dir),
