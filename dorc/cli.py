@@ -173,7 +173,7 @@ def store_clear(
 def main() -> None:
     """Console-script entry point: user mistakes become one message and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns the code of a typer.Exit instead of raising it
     except DorcError as exc:
         from .render import print_error
 
@@ -187,14 +187,23 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
+    except Exception as exc:
+        if _is_usage_error(exc):  # bad command line: click's own message, exit 2
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(getattr(exc, "exit_code", 2) or 2)
         raise
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """typer ships its own copy of click (``typer._click``) and may also use click itself."""
+    classes = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            classes.append(getattr(__import__(module, fromlist=["ClickException"]), "ClickException"))
+        except (ImportError, AttributeError):
+            pass
+    return any(isinstance(exc, cls) for cls in classes)
 
 
 # Commands kept in their own modules register themselves on ``app`` (their heavy imports stay

@@ -159,7 +159,12 @@ def promote(*, instance: str, layer: str, to: str, source_plan: LayerPlan, targe
     before = backend.deployed(target_plan)
     progress(f"deploying {to} with {'the same' if source != 'local' else 'the local'} packages: "
              + ", ".join(f"{k} {v[:12]}" for k, v in packages.items()))
-    after = backend.deploy(target_plan, packages)
+    # From the local build the packages are built (deterministically) and uploaded; from an
+    # environment they already are in the artifact store and are only referred to.
+    after = backend.deploy(target_plan, None if source == "local" else packages)
+    if after.packages != packages:
+        raise DorcError(f"{to} was deployed with packages {after.packages}, expected {packages}",
+                        hint="the build is not deterministic here; report this as a bug")
     result.deployed = after
     result.changes = _changes(before, after, to)
     return result

@@ -313,8 +313,8 @@ class DorcRuntimeExecutor(RuntimeExecutor):
         user_env = cfg.environment or {}
         user_pythonpath = self.env_vars.get("PYTHONPATH")
         env = {
-            # a minimal base: LocalStack's own environment does not leak into the function
-            # like Lambda's /var/lang/bin first: the worker's interpreter, not LocalStack's venv
+            # a minimal base: LocalStack's own environment does not leak into the function. PATH
+            # starts like Lambda's (/var/lang/bin): the worker's interpreter, not LocalStack's venv
             "PATH": os.environ.get("DORC_WORKER_PATH") or "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
             "HOME": str(tmp_dir),
@@ -330,7 +330,7 @@ class DorcRuntimeExecutor(RuntimeExecutor):
             "DORC_WORKER_PYTHONPATH": dorc_path,
             "DORC_LAMBDA_RUNTIME": str(cfg.runtime),
             "DORC_USER_ENV_KEYS": ",".join(sorted(user_env)),
-            "DORC_INVOCATION_LOG_DIR": str(tmp_dir),
+            "DORC_INVOCATION_LOG_DIR": str(self.work_dir),  # not the handler's TMPDIR
         }
         log_fd = open(self.log_path, "ab")
         try:
@@ -386,7 +386,7 @@ class DorcRuntimeExecutor(RuntimeExecutor):
         """The result of a call the worker could not finish: what it logged so far, then Lambda's lines."""
         error = {**error, "requestId": req_id}
         try:
-            partial = (self.work_dir / "tmp" / f".inv-{req_id}.log").read_text(errors="replace")
+            partial = (self.work_dir / f".inv-{req_id}.log").read_text(errors="replace")
         except OSError:
             partial = ""
         if not partial.startswith("START "):
