@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .errors import DefinitionError, Problem
-from .models import InvalidFunction, PipelineDefinition
+from .models import InvalidFunction, PipelineDefinition, collected_invalid
 from .pipeline import PipelineConfig, _capture, _Capture
 from .project import Project
 
@@ -72,24 +72,24 @@ def load_pipeline(project: Project, instance: str, layer: str, env: str) -> Load
     install_legacy_imports()
     cap = _Capture(env=env, project=project)
     token = _capture.set(cap)
+    invalid: list[InvalidFunction] = []
+    invalid_token = collected_invalid.set(invalid)
     saved_path = list(sys.path)
     sys.path.insert(0, str(main_file.parent))
     try:
         runpy.run_path(str(main_file), run_name="__dorc_load__")
     except ValidationError as exc:
         raise DefinitionError(_problems_from_validation(rel, exc)) from None
-    except InvalidFunction as exc:
-        raise DefinitionError(
-            [Problem(rel, f"{'.'.join(map(str, e['loc'])) or 'function'}: {e['msg'].removeprefix('Value error, ')}", exc.name)
-             for e in exc.error.errors()]
-        ) from None
     except DefinitionError:
         raise
     except Exception as exc:  # the user's file itself is broken
-        raise DefinitionError([Problem(rel, f"loading failed: {type(exc).__name__}: {exc}")]) from None
+        raise DefinitionError(_function_problems(rel, invalid) + [_load_failure(rel, main_file, exc)]) from None
     finally:
         _capture.reset(token)
+        collected_invalid.reset(invalid_token)
         sys.path[:] = saved_path
+    if invalid:
+        raise DefinitionError(_function_problems(rel, invalid))
     if not cap.definitions:
         raise DefinitionError(
             [Problem(rel, "defines no pipeline: it must call CreatePipeline(config, definition).apply()")]
@@ -98,6 +98,23 @@ def load_pipeline(project: Project, instance: str, layer: str, env: str) -> Load
         raise DefinitionError([Problem(rel, "calls CreatePipeline(...).apply() more than once; one layer per file")])
     config, definition = cap.definitions[0]
     return LoadedPipeline(instance, layer, main_file, config, definition)
+
+
+def _function_problems(file: str, invalid: list[InvalidFunction]) -> list[Problem]:
+    return [Problem(file, f"{'.'.join(map(str, e['loc'])) or 'function'}: {e['msg'].removeprefix('Value error, ')}", exc.name)
+            for exc in invalid for e in exc.error.errors()]
+
+
+def _load_failure(file: str, main_file: Path, exc: Exception) -> Problem:
+    """Where in the user's file it broke, not where in dorc."""
+    import traceback
+
+    line = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if Path(frame.filename).resolve() == main_file.resolve():
+            line = f" (line {frame.lineno}: {(frame.line or '').strip()})"
+            break
+    return Problem(file, f"loading failed: {type(exc).__name__}: {exc}{line}")
 
 
 def _rel(project: Project, path: Path) -> str:

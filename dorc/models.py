@@ -8,6 +8,7 @@ builds the definition; rules that need the whole graph or the file system live i
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from enum import Enum
 from typing import Annotated, Literal, Union
 
@@ -56,6 +57,10 @@ class InvalidFunction(Exception):
             for e in error.errors()
         )
         super().__init__(f"function {name or '?'}: {msgs}")
+
+
+# Set while dorc reads a definition file; otherwise an invalid Function raises at once.
+collected_invalid: ContextVar[list[InvalidFunction] | None] = ContextVar("dorc_invalid_functions", default=None)
 
 
 class _Model(BaseModel):
@@ -116,7 +121,12 @@ class Function(_Model):
             return handler(data)
         except ValidationError as exc:
             name = data.get("name") if isinstance(data, dict) else getattr(data, "name", None)
-            raise InvalidFunction(name if isinstance(name, str) else None, exc) from None
+            err = InvalidFunction(name if isinstance(name, str) else None, exc)
+            bucket = collected_invalid.get()
+            if bucket is None or not isinstance(data, dict):
+                raise err from None
+            bucket.append(err)  # keep reading the file: every broken function is reported at once
+            return handler({"name": f"invalid{len(bucket)}"})  # a stand-in; the loader reports the errors
 
     @field_validator("name")
     @classmethod

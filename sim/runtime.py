@@ -182,24 +182,25 @@ def lambda_environment(spec: FunctionSpec, log_stream: str) -> dict[str, str]:
 
 
 class _Environ:
-    """Sets variables for the duration of a call and restores the caller's exactly."""
+    """Sets variables for the duration of a call and restores the caller's environment exactly,
+    including whatever the handler itself set, changed or removed."""
 
     def __init__(self, values: dict[str, str]):
         self._values = values
-        self._saved: dict[str, str | None] = {}
+        self._saved: dict[str, str] = {}
 
     def __enter__(self):
-        for k, v in self._values.items():
-            self._saved[k] = os.environ.get(k)
-            os.environ[k] = v
+        self._saved = dict(os.environ)
+        os.environ.update(self._values)
         return self
 
     def __exit__(self, *exc):
-        for k, old in self._saved.items():
-            if old is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = old
+        current = os.environ
+        for k in [k for k in current if k not in self._saved]:
+            del current[k]
+        for k, v in self._saved.items():
+            if current.get(k) != v:
+                current[k] = v
 
 
 class FunctionRuntime:

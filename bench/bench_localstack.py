@@ -1,0 +1,883 @@
+#!/usr/bin/env python
+"""Benchmarks of dorc's LocalStack target, next to the in-process target, for ``census raw``.
+
+    python bench/bench_localstack.py                       # 5 timed runs per measurement
+    python bench/bench_localstack.py --runs 3
+    python bench/bench_localstack.py --endpoint http://127.0.0.1:4566   # an already running LocalStack
+    python bench/bench_localstack.py --json > r.json      # the report goes to stderr, the JSON to stdout
+
+LocalStack: the one at ``--endpoint`` when it answers; otherwise one started here in host mode
+(``dorc.localstack_service.start``: dorc's Lambda executor, no Docker) on a free 127.0.0.1 port with
+a temporary state folder, and stopped by PID (with its workers) at the end, whatever happens.
+
+The pipeline is a copy of ``pipeline-config`` in a temporary folder (its ``.dorc`` is not copied,
+the repository's is never touched). ``census raw`` hands over to ``census processed``: 3 functions,
+2 state machines. Runs use ``dorc.api.run_pipeline(..., record=False)``.
+
+1. cold: the first ``run_pipeline(target="localstack")`` against that LocalStack (plan, package,
+   upload, create roles/functions/state machines/rule, execute, read the history and logs), split
+   by timing wrappers around dorc's own stages (a ``perf_counter`` pair per call);
+2. warm re-run: the same call again, no change (the deploy finds everything up to date), median of N;
+3. execution only: ``deploy=False``, median of N;
+4. per function: REPORT ``Duration`` (the handler, timed in the worker) and the Task state's wall
+   time in the Step Functions history (TaskStateEntered -> TaskStateExited);
+5. in-process: ``run_pipeline(target="local", env="localstack")`` (same names), median of N, with
+   per-function durations, and the LocalStack / in-process ratios;
+6. direct Lambda ``Invoke`` (boto3 against the endpoint) of a deployed function, warm, median of
+   ``--invokes``; next to it a bare API round trip (GetFunctionConfiguration) and a no-op function
+   created for the purpose (deleted afterwards), to separate the Lambda executor's cost from Step
+   Functions'.
+
+Rounds 2, 3 and 5 are interleaved (one of each per round) so that a change in the machine's load
+hits them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import functools
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = REPO / "pipeline-config"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the repository's dorc and sim, also when run from elsewhere
+
+INSTANCE, LAYER = "census", "raw"
+INVOKE_FUNCTION = ("census/processed", "function2")  # reads and writes the holding bucket only
+NOOP_NAME = "dorc-bench-noop"
+NOOP_SOURCE = "def handler(event, context):\n    return event\n"
+
+_OUT = sys.stdout  # where the human-readable report goes (stderr with --json)
+
+
+def say(text: str = "") -> None:
+    print(text, file=_OUT, flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+
+def summarize(samples: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
+            "n": len(samples), "samples": samples}
+
+
+def med(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:,.1f} ms"
+
+
+def sec(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:,.2f} s"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "-" if not a or not b else f"{a / b:,.1f}x"
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0") if a]
+    except OSError:
+        return []
+
+
+def localstack_processes() -> list[int]:
+    """PIDs of every ``localstack.runtime.main`` on this machine (Linux; [] elsewhere)."""
+    if not Path("/proc").is_dir():
+        return []
+    return [int(p.name) for p in Path("/proc").iterdir()
+            if p.name.isdigit() and "localstack.runtime.main" in _cmdline(int(p.name))]
+
+
+def machine(health: dict | None) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    versions = {}
+    for dist in ("dorc", "boto3", "moto"):
+        try:
+            versions[dist] = version(dist)
+        except Exception:
+            versions[dist] = None
+    return {"nproc": usable, "cpu_count": os.cpu_count(), "cpu": cpu or platform.processor(),
+            "python": platform.python_version(), "implementation": platform.python_implementation(),
+            "executable": sys.executable, "platform": platform.platform(), "versions": versions,
+            "localstack_version": (health or {}).get("version"), "loadavg_start": _loadavg()}
+
+
+# -- timing wrappers around dorc's stages ----------------------------------------------------------
+
+class Probe:
+    """Wraps named callables (module or class attributes) with a perf_counter pair while active;
+    ``totals`` maps label -> [calls, seconds]. Everything is restored on exit."""
+
+    def __init__(self, targets: list[tuple[Any, str, str]], api_calls: bool = False):
+        self.targets = targets
+        self.totals: dict[str, list[float]] = {}
+        self.api: dict[str, list[float]] = {}  # "service Operation" -> [calls, seconds], this process's boto3 calls
+        self.api_calls = api_calls
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def __enter__(self) -> "Probe":
+        for owner, attr, label in self.targets:
+            original = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
+            self._saved.append((owner, attr, original))
+            setattr(owner, attr, self._wrap(original, label))
+        if self.api_calls:
+            from botocore.client import BaseClient
+
+            original = BaseClient.__dict__["_make_api_call"]
+            self._saved.append((BaseClient, "_make_api_call", original))
+            api = self.api
+
+            @functools.wraps(original)
+            def make_api_call(client, operation_name, api_params):
+                t0 = time.perf_counter()
+                try:
+                    return original(client, operation_name, api_params)
+                finally:
+                    slot = api.setdefault(f"{client.meta.service_model.service_name} {operation_name}", [0, 0.0])
+                    slot[0] += 1
+                    slot[1] += time.perf_counter() - t0
+
+            BaseClient._make_api_call = make_api_call
+        return self
+
+    def _wrap(self, fn: Callable, label: str) -> Callable:
+        totals = self.totals
+
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                slot = totals.setdefault(label, [0, 0.0])
+                slot[0] += 1
+                slot[1] += time.perf_counter() - t0
+
+        return timed
+
+    def __exit__(self, *exc) -> None:
+        for owner, attr, original in reversed(self._saved):
+            setattr(owner, attr, original)
+        self._saved.clear()
+
+    def seconds(self, label: str) -> float:
+        return self.totals.get(label, [0, 0.0])[1]
+
+    def calls(self, label: str) -> int:
+        return int(self.totals.get(label, [0, 0.0])[0])
+
+
+def localstack_probe() -> Probe:
+    import boto3
+
+    from dorc import api, package
+    from dorc.targets import localstack as lst
+
+    return Probe([
+        (api, "start_layers", "plan"), (api, "reachable_plans", "plan"),
+        (boto3, "client", "boto3 clients"),
+        (lst, "require_ready", "health check"),
+        (lst, "deploy", "deploy"),
+        (lst, "deploy_shared", "buckets + roles"),
+        (package, "package_plan", "packaging"),
+        (lst, "upload_packages", "upload packages"),
+        (lst, "deploy_functions", "functions"),
+        (lst, "_wait_function", "wait for Active"),
+        (lst, "deploy_state_machine", "state machines"),
+        (lst, "deploy_triggers", "rules"),
+        (lst, "execute", "execute"),
+        (lst._HistoryReader, "_logs", "log lines (REPORT)"),
+        (lst._HistoryReader, "_history", "history pages"),
+    ], api_calls=True)
+
+
+# Rows of the stage breakdown: (label, indent). Nested labels are inside the one above them.
+STAGES = [("plan", 0), ("health check", 0), ("deploy", 0), ("buckets + roles", 1),
+          ("packaging", 1), ("upload packages", 1), ("functions", 1), ("wait for Active", 2),
+          ("state machines", 1), ("rules", 1), ("execute", 0), ("history pages", 1), ("log lines (REPORT)", 1),
+          ("boto3 clients", -1)]  # -1: spread over the stages above (created lazily inside them)
+
+
+class Recorder:
+    """An observer: deploy progress messages and step timestamps (as the client sees them)."""
+
+    def __init__(self):
+        self.messages: list[tuple[float, str]] = []
+        self.started: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
+
+    def progress(self, message: str) -> None:
+        self.messages.append((time.perf_counter(), message))
+
+    def step_started(self, layer, function, deployed_name):
+        self.started[f"{layer}/{function}"] = time.perf_counter()
+
+    def log(self, line):
+        pass
+
+    def step_finished(self, step):
+        self.finished[f"{step.layer}/{step.function}"] = time.perf_counter()
+
+    def step_walls(self) -> dict[str, float]:
+        return {k: self.finished[k] - self.started[k] for k in self.finished if k in self.started}
+
+
+# -- the Step Functions history: where an execution's time went ------------------------------------
+
+def history(sfn, arn: str) -> list[dict[str, Any]]:
+    events, token = [], None
+    while True:
+        kw = {"executionArn": arn, "maxResults": 1000}
+        if token:
+            kw["nextToken"] = token
+        page = sfn.get_execution_history(**kw)
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            return events
+
+
+def timeline(sfn, arn: str, state_keys: dict[tuple[str, str], str]) -> dict[str, Any]:
+    """Where an execution's time went, from the history's timestamps (child executions included).
+    ``state_keys``: (state machine ARN, state name) -> function key.
+
+    span = Lambda tasks + the rest of each execution (start, Choice states, transitions, end)
+           + hand-over overhead (the startExecution.sync Task's wall minus the child's span)."""
+    out: dict[str, Any] = {"tasks": {}, "invokes": {}, "executions": 0, "other_s": 0.0, "handover_s": 0.0}
+    ts = lambda ev: ev["timestamp"].timestamp()  # noqa: E731
+
+    def walk(execution_arn: str) -> float:
+        out["executions"] += 1
+        sm_arn = execution_arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0]
+        events = history(sfn, execution_arn)
+        span = ts(events[-1]) - ts(events[0])
+        current, entered, started, in_tasks = None, 0.0, None, 0.0
+        for ev in events:
+            kind = ev["type"]
+            if kind == "TaskStateEntered":
+                current, entered, started = ev["stateEnteredEventDetails"]["name"], ts(ev), None
+            elif kind == "TaskStarted":
+                started = ts(ev)
+            elif kind == "TaskSucceeded" and current and started is not None:
+                key = state_keys.get((sm_arn, current))
+                if key:
+                    out["invokes"][key] = ts(ev) - started
+            elif kind == "TaskSubmitted" and current and (sm_arn, current) not in state_keys:
+                child = json.loads(ev["taskSubmittedEventDetails"]["output"]).get("ExecutionArn")
+                if child:
+                    child_span = walk(child)
+                    out["handover_s"] -= child_span
+            elif kind == "TaskStateExited" and current:
+                wall = ts(ev) - entered
+                in_tasks += wall
+                key = state_keys.get((sm_arn, current))
+                if key:
+                    out["tasks"][key] = wall
+                else:
+                    out["handover_s"] += wall
+                current = None
+        out["other_s"] += span - in_tasks
+        return span
+
+    out["span_s"] = walk(arn)
+    out["tasks_s"] = sum(out["tasks"].values())
+    return out
+
+
+def report_duration(step) -> float | None:
+    """The REPORT line's ``Duration`` in seconds (what ``StepResult.duration_ms`` holds when logs were read)."""
+    return step.duration_ms / 1000 if step.logs and "REPORT" in step.logs else None
+
+
+# -- LocalStack: an existing one, or one of our own -------------------------------------------------
+
+class LocalStack:
+    """The endpoint to benchmark; when started here, stopped (by PID, workers included) on close."""
+
+    def __init__(self, endpoint: str | None, workdir: Path):
+        self.requested = endpoint
+        self.workdir = workdir
+        self.endpoint: str | None = None
+        self.mode = "external"
+        self.info = None
+        self.port: int | None = None
+        self.state_dir: Path | None = None
+        self.start_wall_s: float | None = None
+        self.stopped_check: str | None = None
+        self.notes: list[str] = []
+
+    def open(self) -> None:
+        from dorc import localstack_service as ls
+
+        if self.requested:
+            ep = ls.endpoint_url(self.requested)
+            if ls.is_ready(ep):
+                self.endpoint = ep
+                say(f"using the LocalStack at {ep} (it answers; not started or stopped here)")
+                return
+            self.notes.append(f"--endpoint {ep} did not answer; started one instead")
+            say(f"--endpoint {ep} does not answer: starting one instead")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.state_dir = self.workdir / "localstack"
+        if not ls.is_installed():
+            say(f"installing LocalStack {ls.LOCALSTACK_VERSION} into {ls.localstack_home()} (once; about 2 min; "
+                "not part of the figures)")
+            ls.install(progress=lambda m: None if m.startswith("  ") else say(f"  {m}"))
+        say(f"starting LocalStack {ls.LOCALSTACK_VERSION} (host mode) on 127.0.0.1:{self.port}, "
+            f"state in {self.state_dir} ...")
+        self.mode = "host"
+        t0 = time.perf_counter()
+        self.info = ls.start(port=self.port, state_dir=self.state_dir, mode="host")
+        self.start_wall_s = time.perf_counter() - t0
+        self.endpoint = self.info.endpoint
+        say(f"  ready at {self.endpoint} (pid {self.info.pid}) in {sec(self.start_wall_s)} "
+            f"(LocalStack's ready_seconds {self.info.ready_seconds})")
+
+    def close(self) -> None:
+        if self.info is None:
+            return
+        from dorc import localstack_service as ls
+
+        pid = self.info.pid
+        workers_before = ls._worker_pids(pid) if pid else []
+        say(f"\nstopping LocalStack pid {pid} ({len(workers_before)} worker process(es)) ...")
+        try:
+            ls.stop(port=self.port, state_dir=self.state_dir)
+        finally:
+            left = [p for p in [pid, *workers_before, *ls._worker_pids(pid)] if p and ls._pid_alive(p)]
+            for p in left:  # only ours: the recorded PID and the workers whose --owner is it
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(p, signal.SIGKILL)
+            left = [p for p in left if ls._pid_alive(p)]
+            self.stopped_check = ("stopped; nothing left (the LocalStack pid and its workers are gone)" if not left
+                                  else f"still alive after SIGKILL: {left}")
+            say(f"  {self.stopped_check}")
+            self.info = None
+
+
+# -- the benchmark -----------------------------------------------------------------------------------
+
+def copy_config(workdir: Path) -> Path:
+    repo = workdir / "pipeline-config"
+    shutil.copytree(CONFIG, repo, ignore=shutil.ignore_patterns(".dorc", "__pycache__", "build", ".pulumi"))
+    return repo
+
+
+def run_localstack(project, endpoint: str, *, deploy: bool, probe: bool = True):
+    from dorc import api
+
+    rec = Recorder()
+    ctx = localstack_probe() if probe else contextlib.nullcontext()
+    with ctx as p:
+        t0 = time.perf_counter()
+        res = api.run_pipeline(INSTANCE, LAYER, target="localstack", endpoint=endpoint, deploy=deploy,
+                               project=project, observer=rec, record=False)
+        wall = time.perf_counter() - t0
+    if not res.succeeded or len(res.steps) != 3:
+        raise BenchError(f"LocalStack run failed: {res.status} {res.error} (steps: "
+                         f"{[(s.layer, s.function, s.status) for s in res.steps]})")
+    return res, wall, rec, p
+
+
+def run_local(project):
+    from dorc import api
+
+    rec = Recorder()
+    t0 = time.perf_counter()
+    res = api.run_pipeline(INSTANCE, LAYER, target="local", env="localstack", project=project, observer=rec,
+                           record=False)
+    wall = time.perf_counter() - t0
+    if not res.succeeded or len(res.steps) != 3:
+        raise BenchError(f"in-process run failed: {res.status} {res.error}")
+    return res, wall, rec
+
+
+def stage_figures(p: Probe, wall: float, result) -> dict[str, Any]:
+    st = {label: {"s": p.seconds(label), "calls": p.calls(label)} for label, _ in STAGES}
+    top = sum(p.seconds(l) for l, indent in STAGES if indent == 0)
+    st["other"] = {"s": wall - top, "calls": 0}  # fixtures (census API server), environments, merge
+    return {"wall_s": wall, "execution_s": result.duration_ms / 1000, "stages": st,
+            "api": {k: {"calls": v[0], "s": v[1]} for k, v in p.api.items()}}
+
+
+def bench(args, ls: LocalStack, workdir: Path) -> dict[str, Any]:
+    import boto3
+    from botocore.config import Config
+
+    from dorc import api
+    from dorc.project import find_project
+
+    repo = copy_config(workdir)
+    project = find_project(repo)
+    if not str(project.state_dir.resolve()).startswith(str(workdir.resolve())):
+        raise BenchError(f"the copy's state folder {project.state_dir} is not under {workdir}")
+    out: dict[str, Any] = {"config_copy": str(repo)}
+    endpoint = ls.endpoint
+    runs = args.runs
+
+    plans = api.reachable_plans(project, [f"{INSTANCE}/{LAYER}"], "localstack")
+    region = next(iter(plans.values())).region
+    cfg = Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=120)
+    mk = lambda svc: boto3.client(svc, endpoint_url=endpoint, region_name=region, config=cfg,  # noqa: E731
+                                  aws_access_key_id="test", aws_secret_access_key="test")
+    sfn, lam = mk("stepfunctions"), mk("lambda")
+    state_keys = {(p.state_machine_arn, fn.key): f"{p.key.split('/')[1]}/{fn.key}" for p in plans.values()
+                  for fn in p.functions}
+    fkeys = [f"{p.key.split('/')[1]}/{fn.key}" for key in (f"{INSTANCE}/{LAYER}", f"{INSTANCE}/processed")
+             for p in [plans[key]] for fn in p.functions]
+
+    existing = []
+    for p in plans.values():
+        for fn in p.functions:
+            with contextlib.suppress(Exception):
+                lam.get_function_configuration(FunctionName=fn.name)
+                existing.append(fn.name)
+    out["fresh"] = not existing
+    if existing:
+        say(f"  note: {len(existing)} of the functions already exist on this LocalStack: the 'cold' run updates "
+            "rather than creates")
+
+    def step_map(res) -> dict[str, Any]:
+        return {f"{s.layer.split('/')[1]}/{s.function}": s for s in res.steps}
+
+    def one_ls(deploy: bool) -> tuple[dict[str, Any], Any]:
+        res, wall, rec, p = run_localstack(project, endpoint, deploy=deploy)
+        tl = timeline(sfn, res.execution_arn, state_keys)
+        steps = step_map(res)
+        r = stage_figures(p, wall, res) | {
+            "messages": [m for _, m in rec.messages], "timeline": tl,
+            "sfn": sfn_split(tl, res.duration_ms / 1000),
+            "report_s": {k: report_duration(st) for k, st in steps.items()},
+            "init_s": {k: _init_s(st.logs) for k, st in steps.items()},
+        }
+        return r, res
+
+    # == 1. cold ==
+    say("\n== 1. cold: the first run_pipeline(target='localstack') on this LocalStack ==")
+    cold, _ = one_ls(deploy=True)
+    cold |= {"wall": summarize([cold["wall_s"]]), "execution": summarize([cold["execution_s"]])}
+    out["cold"] = cold
+    report_stages(cold)
+    say(f"  deploy actions: {len(cold['messages'])} ({', '.join(_count_actions(cold['messages']))})")
+    say("  first invocation of each function (a new worker process): "
+        + ", ".join(f"{k} Task {ms(v)} (REPORT Duration {ms(cold['report_s'].get(k))}, Init {ms(cold['init_s'].get(k))})"
+                    for k, v in cold["timeline"]["tasks"].items()))
+
+    # == 2, 3, 5 interleaved ==
+    say(f"\n== 2/3/5: {runs} rounds of [warm re-run, execution only, in-process], after 1 in-process warm-up ==")
+    run_local(project)  # warm-up: moto's import, first-run caches
+    warm, exec_only, local = [], [], []
+    last_ls = None
+    for i in range(runs):
+        r, _ = one_ls(deploy=True)
+        warm.append(r)
+        r, last_ls = one_ls(deploy=False)
+        exec_only.append(r)
+        res, wall, rec = run_local(project)
+        local.append({"wall_s": wall, "pipeline_s": res.duration_ms / 1000,
+                      "duration_s": {k: st.duration_ms / 1000 for k, st in step_map(res).items()},
+                      "step_wall_s": {f"{k.split('/')[1]}/{k.split('/')[2]}": v for k, v in rec.step_walls().items()}})
+        say(f"  round {i + 1}: warm re-run {sec(warm[-1]['wall_s'])}, execution only {sec(exec_only[-1]['wall_s'])}, "
+            f"in-process {sec(local[-1]['wall_s'])}")
+    out["warm"] = aggregate(warm)
+    out["exec_only"] = aggregate(exec_only)
+    changes = sorted({m for r in warm for m in r["messages"]})
+    out["warm"]["deploy_actions"] = changes
+    if changes:
+        say(f"  note: the warm re-runs changed something (expected nothing): {changes[:5]}")
+    out["local"] = {"wall": summarize([r["wall_s"] for r in local]),
+                    "pipeline": summarize([r["pipeline_s"] for r in local]),
+                    "duration_s": {k: med(r["duration_s"].get(k) for r in local) for k in fkeys},
+                    "step_wall_s": {k: med(r["step_wall_s"].get(k) for r in local) for k in fkeys}}
+
+    say("\n== 2. warm re-run, no change (deploy check + execution), median of runs ==")
+    report_stages(out["warm"])
+    say("\n== 3. execution only (deploy=False), median of runs ==")
+    report_stages(out["exec_only"])
+    say("\n== 1-3. the execution, from the Step Functions history ==")
+    report_sfn(out)
+    say("\n== 1-3. AWS API calls made by dorc (this process's boto3), by total time ==")
+    report_api(out)
+
+    # == 4. per function ==
+    per = {}
+    both = warm + exec_only
+    for k in fkeys:
+        per[k] = {
+            "cold_task_s": cold["timeline"]["tasks"].get(k), "cold_report_s": cold["report_s"].get(k),
+            "cold_init_s": cold["init_s"].get(k),
+            "ls_report_s": med(r["report_s"].get(k) for r in both),
+            "ls_task_s": med(r["timeline"]["tasks"].get(k) for r in both),
+            "ls_invoke_s": med(r["timeline"]["invokes"].get(k) for r in both),
+            "local_duration_s": out["local"]["duration_s"].get(k), "local_wall_s": out["local"]["step_wall_s"].get(k),
+        }
+    out["per_function"] = per
+    say(f"\n== 4. per function (LocalStack: median over the {len(both)} warm re-runs and execution-only runs) ==")
+    report_per_function(out)
+
+    # == 5. ratios ==
+    say(f"\n== 5. LocalStack / in-process (run_pipeline(target='local', env='localstack'), median of {runs}) ==")
+    report_ratios(out)
+
+    # == 6. direct invoke ==
+    say(f"\n== 6. direct Lambda Invoke (boto3 against {endpoint}), warm, median of {args.invokes} ==")
+    fn_plan = plans[INVOKE_FUNCTION[0]].function(INVOKE_FUNCTION[1])
+    payload = step_map(last_ls)[f"{INVOKE_FUNCTION[0].split('/')[1]}/{INVOKE_FUNCTION[1]}"].input_json
+    role = _lambda_role(project, plans)
+    out["invoke"] = bench_invoke(lam, fn_plan.name, payload, args.invokes, role, fn_plan.runtime)
+    report_invoke(out)
+    return out
+
+
+def sfn_split(tl: dict[str, Any], execution_s: float) -> dict[str, float]:
+    """The execution as dorc's client timed it, split with the history's timestamps."""
+    return {"execution_s": execution_s, "span_s": tl["span_s"], "tasks_s": tl["tasks_s"], "other_s": tl["other_s"],
+            "handover_s": tl["handover_s"], "client_s": execution_s - tl["span_s"]}
+
+
+_INIT = re.compile(r"Init Duration: ([0-9.]+) ms")
+
+
+def _init_s(logs: str) -> float | None:
+    m = _INIT.search(logs or "")
+    return float(m.group(1)) / 1000 if m else None
+
+
+def _count_actions(messages: list[str]) -> list[str]:
+    counts: dict[str, int] = {}
+    for m in messages:
+        verb = " ".join(m.split()[:2]) if m.split()[0] in ("created", "updated", "deleted") else m.split()[0]
+        counts[verb] = counts.get(verb, 0) + 1
+    return [f"{n} {v}" for v, n in counts.items()]
+
+
+def aggregate(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    stages = {label: {"s": med(r["stages"][label]["s"] for r in rs), "calls": med(r["stages"][label]["calls"] for r in rs)}
+              for label in rs[0]["stages"]}
+    ops = {op for r in rs for op in r["api"]}
+    api = {op: {"s": med(r["api"].get(op, {}).get("s", 0.0) for r in rs),
+                "calls": med(r["api"].get(op, {}).get("calls", 0) for r in rs)} for op in ops}
+    return {"wall": summarize([r["wall_s"] for r in rs]), "execution": summarize([r["execution_s"] for r in rs]),
+            "wall_s": med(r["wall_s"] for r in rs), "execution_s": med(r["execution_s"] for r in rs),
+            "stages": stages, "api": api, "sfn": {k: med(r["sfn"][k] for r in rs) for k in rs[0]["sfn"]}}
+
+
+def _lambda_role(project, plans) -> str:
+    from dorc.plan import build_infra_plan
+
+    first = next(iter(plans.values()))
+    infra = build_infra_plan(project.settings, first.env, first.region, account_id=first.account_id,
+                             holding_bucket=first.holding_bucket)
+    return infra.roles["lambda"].arn
+
+
+def _tail_duration(resp) -> float | None:
+    tail = resp.get("LogResult")
+    if not tail:
+        return None
+    m = re.search(r"REPORT RequestId:.*?\tDuration: ([0-9.]+) ms", base64.b64decode(tail).decode(errors="replace"))
+    return float(m.group(1)) / 1000 if m else None
+
+
+def bench_invoke(lam, name: str, payload: bytes, n: int, role: str, runtime: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"function": name}
+
+    def timed(fn) -> tuple[list[float], list[float | None]]:
+        walls, durs = [], []
+        fn()  # warm-up: an execution environment exists
+        for _ in range(n):
+            t0 = time.perf_counter()
+            resp = fn()
+            walls.append(time.perf_counter() - t0)
+            durs.append(_tail_duration(resp) if isinstance(resp, dict) else None)
+        return walls, durs
+
+    def invoke(fname: str, body: bytes):
+        def call():
+            resp = lam.invoke(FunctionName=fname, Payload=body, LogType="Tail")
+            data = resp["Payload"].read()
+            if resp.get("FunctionError"):
+                raise BenchError(f"Invoke {fname}: {resp['FunctionError']}: {data[:300]!r}")
+            return resp
+        return call
+
+    walls, durs = timed(lambda: lam.get_function_configuration(FunctionName=name))
+    out["api_floor"] = summarize(walls)
+    walls, durs = timed(invoke(name, payload))
+    out["function"] = name
+    out["invoke"] = summarize(walls)
+    out["invoke_report_s"] = med(durs)
+    # a no-op function: what the Lambda service + dorc's executor cost with no handler work
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("lambda_function.py", NOOP_SOURCE)
+    try:
+        with contextlib.suppress(Exception):
+            lam.delete_function(FunctionName=NOOP_NAME)
+        lam.create_function(FunctionName=NOOP_NAME, Runtime=runtime, Role=role, Handler="lambda_function.handler",
+                            Code={"ZipFile": buf.getvalue()}, Timeout=10, MemorySize=128)
+        deadline = time.monotonic() + 60
+        while lam.get_function_configuration(FunctionName=NOOP_NAME).get("State") != "Active":
+            if time.monotonic() > deadline:
+                raise BenchError(f"{NOOP_NAME} did not become Active")
+            time.sleep(0.1)
+        t0 = time.perf_counter()
+        invoke(NOOP_NAME, b'{"x": 1}')()
+        out["noop_first_s"] = time.perf_counter() - t0  # a new execution environment (worker process)
+        walls, durs = timed(invoke(NOOP_NAME, b'{"x": 1}'))
+        out["noop"] = summarize(walls)
+        out["noop_report_s"] = med(durs)
+    except BenchError:
+        raise
+    except Exception as exc:
+        out["noop_error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        with contextlib.suppress(Exception):
+            lam.delete_function(FunctionName=NOOP_NAME)
+    return out
+
+
+# -- report ------------------------------------------------------------------------------------------
+
+def report_stages(kind: str, r: dict[str, Any]) -> None:
+    wall = r["wall_s"]
+    say(f"  run_pipeline wall {sec(wall)}" + (f" (min {sec(r['wall']['min'])}, max {sec(r['wall']['max'])})"
+                                              if "wall" in r else "")
+        + f"; execution (start_execution -> history read) {sec(r['execution_s'])}"
+        + (f"; Step Functions span {sec(r['span_s'])}" if "span_s" in r else
+           f"; Step Functions span {sec(r['timeline']['span_s'])}" if "timeline" in r else ""))
+    say(f"    {'stage':34} {'time':>11} {'share':>7} {'calls':>6}")
+    for label, indent in STAGES + [("other", 0)]:
+        s = r["stages"][label]
+        if not s["s"] and label not in ("deploy", "execute", "plan"):
+            continue
+        name = ("  " * max(indent, 0) + label + (" (fixtures, environments)" if label == "other" else "")
+                + (" (inside the stages above)" if indent < 0 else ""))
+        say(f"    {name:34} {ms(s['s']):>11} {s['s'] / wall * 100:6.1f}% {s['calls'] if s['calls'] else '':>6}")
+
+
+def report_per_function(out: dict[str, Any]) -> None:
+    say(f"  {'function':22} {'LS REPORT':>10} {'LS task':>10} {'LS cold task':>13} {'local dur.':>11} "
+        f"{'local wall':>11} {'task/local wall':>16}")
+    for k, v in out["per_function"].items():
+        say(f"  {k:22} {ms(v['ls_report_s']):>10} {ms(v['ls_task_s']):>10} {ms(v['cold_task_s']):>13} "
+            f"{ms(v['local_duration_s']):>11} {ms(v['local_wall_s']):>11} {ratio(v['ls_task_s'], v['local_wall_s']):>16}")
+    s = out["sfn"]
+    say("  LS REPORT = Duration on the REPORT line (the handler, timed in the worker); LS task = TaskStateEntered ->")
+    say("  TaskStateExited in the history (Step Functions -> Lambda Invoke -> worker -> back); local dur. = the")
+    say("  in-process runtime's Duration; local wall = step_started -> step_finished of an observer.")
+    say(f"  Step Functions execution span {ms(s['span_s'])}: Lambda tasks {ms(s['tasks_s'])}, the rest {ms(s['between_tasks_s'])}"
+        " (Choice states, transitions, starting the child execution and waiting for it, .sync polling);")
+    say(f"  dorc's client after the span (start_execution call + last log read + poll interval): {ms(s['client_tail_s'])}")
+
+
+def ratio_rows(out: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
+    lw = out["local"]["wall"]["median"]
+    rows = [("warm re-run (deploy check + execution)", out["warm"]["wall_s"], lw),
+            ("execution only (deploy=False)", out["exec_only"]["wall_s"], lw),
+            ("cold deploy + run", out["cold"]["wall_s"], lw)]
+    return rows
+
+
+def report_ratios(out: dict[str, Any]) -> None:
+    lw = out["local"]["wall"]
+    say(f"  in-process run_pipeline(target='local', env='localstack'): median {sec(lw['median'])} "
+        f"(min {sec(lw['min'])}, max {sec(lw['max'])}); inside it the pipeline {sec(out['local']['pipeline']['median'])}")
+    for label, a, b in ratio_rows(out):
+        say(f"  {label:42} {sec(a):>9} / {sec(b)} = {ratio(a, b)}")
+    for k, v in out["per_function"].items():
+        say(f"  {k:42} task {ms(v['ls_task_s'])} / wall {ms(v['local_wall_s'])} = {ratio(v['ls_task_s'], v['local_wall_s'])};"
+            f" REPORT {ms(v['ls_report_s'])} / duration {ms(v['local_duration_s'])} = {ratio(v['ls_report_s'], v['local_duration_s'])}")
+
+
+def report_invoke(out: dict[str, Any]) -> None:
+    r = out["invoke"]
+    say(f"  {'':52} {'median':>10} {'min':>10} {'max':>10}")
+    rows = [("API round trip: GetFunctionConfiguration", r["api_floor"]),
+            (f"Invoke {r['function']}", r["invoke"])]
+    if "noop" in r:
+        rows.append((f"Invoke {NOOP_NAME} (returns its event)", r["noop"]))
+    for label, s in rows:
+        say(f"  {label:52} {ms(s['median']):>10} {ms(s['min']):>10} {ms(s['max']):>10}")
+    say(f"  REPORT Duration (LogType=Tail): {r['function']} {ms(r.get('invoke_report_s'))}"
+        + (f", {NOOP_NAME} {ms(r.get('noop_report_s'))}; its first call (new worker) {ms(r.get('noop_first_s'))}"
+           if "noop" in r else f"; no-op function: {r.get('noop_error')}"))
+    task = out["per_function"].get("processed/function2", {}).get("ls_task_s")
+    if task:
+        say(f"  processed/function2: Task state in Step Functions {ms(task)} vs direct Invoke {ms(r['invoke']['median'])}:"
+            f" Step Functions adds {ms(task - r['invoke']['median'])} per Lambda task")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m, ls_, o = results["machine"], results["localstack"], results["bench"]
+    ls_text = (f"LocalStack {m['localstack_version']} " + (f"host mode (dorc's executor), started by the script in "
+               f"{sec(ls_['start_wall_s'])}" if ls_["mode"] == "host" else f"at {ls_['endpoint']} (already running)"))
+    lines = [
+        "### dorc LocalStack target: benchmark (census raw -> processed, 3 functions, 2 state machines)",
+        "",
+        f"`{results['command_line']}` on {m['cpu'] or 'unknown CPU'}, nproc {m['nproc']}, {m['implementation']} "
+        f"{m['python']}, {m['platform']}; {ls_text}; dorc {m['versions'].get('dorc')}, boto3 {m['versions'].get('boto3')}, "
+        f"moto {m['versions'].get('moto')}; load average {m['loadavg_start']} at start, {results.get('loadavg_end')} at end"
+        + (f"; {results['other_localstacks']} other LocalStack process(es) running on the machine"
+           if results.get("other_localstacks") else "") + ".",
+        "",
+        "| run_pipeline (record=False) | median | min | max | vs in-process |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lw = o["local"]["wall"]["median"]
+    c = o["cold"]
+    lines.append(f"| cold: first deploy + run on {'a fresh' if o['fresh'] else 'this'} LocalStack | {sec(c['wall_s'])} | | | "
+                 f"{ratio(c['wall_s'], lw)} |")
+    for label, key in (("warm re-run, no change (deploy check + execution)", "warm"),
+                       ("execution only (`deploy=False`)", "exec_only")):
+        w = o[key]["wall"]
+        lines.append(f"| {label} | {sec(w['median'])} | {sec(w['min'])} | {sec(w['max'])} | {ratio(w['median'], lw)} |")
+    w = o["local"]["wall"]
+    lines.append(f"| in-process (`target=\"local\"`, env localstack) | {sec(w['median'])} | {sec(w['min'])} | "
+                 f"{sec(w['max'])} | 1.0x |")
+    lines += ["", "| where the time goes | cold | warm re-run | execution only |", "|---|---:|---:|---:|"]
+    for label, indent in STAGES + [("other", 0)]:
+        vals = [o[k]["stages"][label]["s"] for k in ("cold", "warm", "exec_only")]
+        if not any(vals) and label not in ("deploy", "execute"):
+            continue
+        lines.append(f"| {'&nbsp;&nbsp;' * 2 * max(indent, 0)}{label}{' (inside the stages above)' if indent < 0 else ''} | "
+                     + " | ".join(ms(v) for v in vals) + " |")
+    s = o["sfn"]
+    lines.append(f"| Step Functions execution span (history) | {ms(c['timeline']['span_s'])} | {ms(o['warm']['span_s'])} "
+                 f"| {ms(o['exec_only']['span_s'])} |")
+    lines += ["", "| per function (warm, median) | REPORT Duration | Task state wall (history) | cold Task wall "
+                  "| in-process Duration | in-process wall | Task / in-process wall |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for k, v in o["per_function"].items():
+        lines.append(f"| {k} | {ms(v['ls_report_s'])} | {ms(v['ls_task_s'])} | {ms(v['cold_task_s'])} | "
+                     f"{ms(v['local_duration_s'])} | {ms(v['local_wall_s'])} | {ratio(v['ls_task_s'], v['local_wall_s'])} |")
+    lines += ["", f"Step Functions span {ms(s['span_s'])}, of which Lambda tasks {ms(s['tasks_s'])} and "
+                  f"{ms(s['between_tasks_s'])} between them (Choice states, child execution start and `.sync` wait); "
+                  f"dorc's client adds {ms(s['client_tail_s'])} after the span.", ""]
+    r = o["invoke"]
+    lines += [f"| direct, warm, median of {results['invokes']} | median | min | REPORT Duration |", "|---|---:|---:|---:|",
+              f"| API round trip (GetFunctionConfiguration) | {ms(r['api_floor']['median'])} | {ms(r['api_floor']['min'])} | |",
+              f"| Lambda Invoke {r['function']} | {ms(r['invoke']['median'])} | {ms(r['invoke']['min'])} | "
+              f"{ms(r.get('invoke_report_s'))} |"]
+    if "noop" in r:
+        lines.append(f"| Lambda Invoke, no-op function | {ms(r['noop']['median'])} | {ms(r['noop']['min'])} | "
+                     f"{ms(r.get('noop_report_s'))} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global _OUT
+    ap = argparse.ArgumentParser(description="Benchmarks of dorc's LocalStack target (see the module docstring).")
+    ap.add_argument("--runs", type=int, default=5, help="timed runs for the warm, execution-only and in-process "
+                                                        "measurements (default 5)")
+    ap.add_argument("--endpoint", help="use the LocalStack at this URL if it answers (else one is started here)")
+    ap.add_argument("--invokes", type=int, default=20, help="direct Lambda invocations (default 20)")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout (the report goes to stderr)")
+    args = ap.parse_args(argv)
+    if args.runs < 1 or args.invokes < 1:
+        ap.error("--runs and --invokes must be at least 1")
+    if args.json:
+        _OUT = sys.stderr
+    cmdline = "python bench/bench_localstack.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+
+    # A SIGTERM or SIGHUP unwinds through the finally blocks below (LocalStack is stopped).
+    def _unwind(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, _unwind)
+
+    from dorc import localstack_service as lsvc
+    from dorc.errors import DorcError
+
+    say(f"dorc LocalStack-target benchmark — {cmdline}")
+    others_before = localstack_processes()
+    results: dict[str, Any] = {"command_line": cmdline, "runs": args.runs, "invokes": args.invokes}
+    with tempfile.TemporaryDirectory(prefix="dorc-bench-ls-") as tmp:
+        work = Path(tmp)
+        ls = LocalStack(args.endpoint, work)
+        code = 0
+        try:
+            ls.open()
+            health = lsvc.health(ls.endpoint)
+            results["machine"] = m = machine(health)
+            results["other_localstacks"] = len([p for p in others_before if not ls.info or p != ls.info.pid])
+            say(f"machine: {m['cpu']}, nproc {m['nproc']} (cpu_count {m['cpu_count']}), {m['implementation']} "
+                f"{m['python']}, {m['platform']}; LocalStack {m['localstack_version']}; "
+                + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
+            say(f"load average at start: {m['loadavg_start']}"
+                + (f"; {results['other_localstacks']} other LocalStack process(es) on this machine (not ours)"
+                   if results["other_localstacks"] else ""))
+            results["localstack"] = {"mode": ls.mode, "endpoint": ls.endpoint, "start_wall_s": ls.start_wall_s,
+                                     "ready_seconds": ls.info.ready_seconds if ls.info else None,
+                                     "pid": ls.info.pid if ls.info else None, "notes": ls.notes}
+            results["bench"] = bench(args, ls, work)
+        except (BenchError, DorcError) as exc:
+            say(f"\nbenchmark failed: {exc}")
+            code = 1
+        finally:
+            ls.close()
+            if "localstack" in results:
+                results["localstack"]["stopped"] = ls.stopped_check
+    if code:
+        return code
+    results["loadavg_end"] = _loadavg()
+    say(f"\nload average at end: {results['loadavg_end']}")
+    say("\n== markdown (paste into docs) ==\n")
+    say(markdown(results))
+    if args.json:
+        print(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
