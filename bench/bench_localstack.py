@@ -687,127 +687,156 @@ def bench_invoke(lam, name: str, payload: bytes, n: int, role: str, runtime: str
 
 # -- report ------------------------------------------------------------------------------------------
 
-def report_stages(kind: str, r: dict[str, Any]) -> None:
+KINDS = (("cold", "cold"), ("warm", "warm re-run"), ("exec_only", "exec. only"))
+
+
+def report_stages(r: dict[str, Any]) -> None:
     wall = r["wall_s"]
-    say(f"  run_pipeline wall {sec(wall)}" + (f" (min {sec(r['wall']['min'])}, max {sec(r['wall']['max'])})"
-                                              if "wall" in r else "")
-        + f"; execution (start_execution -> history read) {sec(r['execution_s'])}"
-        + (f"; Step Functions span {sec(r['span_s'])}" if "span_s" in r else
-           f"; Step Functions span {sec(r['timeline']['span_s'])}" if "timeline" in r else ""))
-    say(f"    {'stage':34} {'time':>11} {'share':>7} {'calls':>6}")
+    w = r["wall"]
+    say(f"  run_pipeline wall {sec(wall)}" + (f" (min {sec(w['min'])}, max {sec(w['max'])})" if w["n"] > 1 else "")
+        + f"; of which execution (start_execution -> history and logs read) {sec(r['execution_s'])}")
+    say(f"    {'stage':42} {'time':>11} {'share':>7} {'calls':>6}")
     for label, indent in STAGES + [("other", 0)]:
-        s = r["stages"][label]
-        if not s["s"] and label not in ("deploy", "execute", "plan"):
+        st = r["stages"][label]
+        if not st["s"] and label not in ("deploy", "execute", "plan"):
             continue
         name = ("  " * max(indent, 0) + label + (" (fixtures, environments)" if label == "other" else "")
-                + (" (inside the stages above)" if indent < 0 else ""))
-        say(f"    {name:34} {ms(s['s']):>11} {s['s'] / wall * 100:6.1f}% {s['calls'] if s['calls'] else '':>6}")
+                + (" (inside the above)" if indent < 0 else "")
+                + (" (client side, overlaps)" if label in ("history pages", "log lines (REPORT)") else ""))
+        calls = st["calls"]
+        say(f"    {name:42} {ms(st['s']):>11} {st['s'] / wall * 100:6.1f}% {f'{calls:g}' if calls else '':>6}")
+
+
+SFN_ROWS = [("execution_s", "execution, as dorc's client times it", 0),
+            ("span_s", "Step Functions span (history: ExecutionStarted -> ExecutionSucceeded)", 1),
+            ("tasks_s", "Lambda Task states (3)", 2),
+            ("handover_s", "hand-over: startExecution.sync Task minus the child's span", 2),
+            ("other_s", "the rest: execution start/end, Choice states, transitions (2 executions)", 2),
+            ("client_s", "client after the span (start_execution call, poll interval, last log read)", 1)]
+
+
+def report_sfn(out: dict[str, Any]) -> None:
+    say(f"    {'':78}" + "".join(f"{label:>12}" for _, label in KINDS))
+    for key, label, indent in SFN_ROWS:
+        say(f"    {'  ' * indent + label:78}" + "".join(f"{ms(out[k]['sfn'][key]):>12}" for k, _ in KINDS))
+
+
+def report_api(out: dict[str, Any], top: int = 12) -> None:
+    ops = {op for k, _ in KINDS for op in out[k]["api"]}
+    rank = sorted(ops, key=lambda op: -max(out[k]["api"].get(op, {}).get("s", 0) for k, _ in KINDS))
+    say(f"    {'service operation':44}" + "".join(f"{label + ' (n)':>22}" for _, label in KINDS))
+    for op in rank[:top]:
+        cells = []
+        for k, _ in KINDS:
+            x = out[k]["api"].get(op)
+            cells.append(f"{ms(x['s']) + ' (' + format(x['calls'], 'g') + ')' if x and x['calls'] else '-':>22}")
+        say(f"    {op:44}" + "".join(cells))
+    totals = [sum(x["s"] for x in out[k]["api"].values()) for k, _ in KINDS]
+    counts = [sum(x["calls"] for x in out[k]["api"].values()) for k, _ in KINDS]
+    say(f"    {'all ' + str(len(ops)) + ' operations':44}" + "".join(f"{ms(t) + ' (' + format(n, 'g') + ')':>22}"
+                                                                for t, n in zip(totals, counts)))
 
 
 def report_per_function(out: dict[str, Any]) -> None:
-    say(f"  {'function':22} {'LS REPORT':>10} {'LS task':>10} {'LS cold task':>13} {'local dur.':>11} "
-        f"{'local wall':>11} {'task/local wall':>16}")
+    say(f"  {'function':22} {'REPORT':>10} {'Invoke':>10} {'Task':>10} {'cold Task':>10} {'cold Init':>10} "
+        f"{'local dur.':>11} {'local wall':>11}")
     for k, v in out["per_function"].items():
-        say(f"  {k:22} {ms(v['ls_report_s']):>10} {ms(v['ls_task_s']):>10} {ms(v['cold_task_s']):>13} "
-            f"{ms(v['local_duration_s']):>11} {ms(v['local_wall_s']):>11} {ratio(v['ls_task_s'], v['local_wall_s']):>16}")
-    s = out["sfn"]
-    say("  LS REPORT = Duration on the REPORT line (the handler, timed in the worker); LS task = TaskStateEntered ->")
-    say("  TaskStateExited in the history (Step Functions -> Lambda Invoke -> worker -> back); local dur. = the")
-    say("  in-process runtime's Duration; local wall = step_started -> step_finished of an observer.")
-    say(f"  Step Functions execution span {ms(s['span_s'])}: Lambda tasks {ms(s['tasks_s'])}, the rest {ms(s['between_tasks_s'])}"
-        " (Choice states, transitions, starting the child execution and waiting for it, .sync polling);")
-    say(f"  dorc's client after the span (start_execution call + last log read + poll interval): {ms(s['client_tail_s'])}")
+        say(f"  {k:22} {ms(v['ls_report_s']):>10} {ms(v['ls_invoke_s']):>10} {ms(v['ls_task_s']):>10} "
+            f"{ms(v['cold_task_s']):>10} {ms(v['cold_init_s']):>10} {ms(v['local_duration_s']):>11} {ms(v['local_wall_s']):>11}")
+    say("  REPORT = Duration on the function's REPORT line (the handler, timed inside the worker); Invoke = TaskStarted ->")
+    say("  TaskSucceeded and Task = TaskStateEntered -> TaskStateExited in the history; cold = the first run (a new worker")
+    say("  process, Init = import of lambda.py); local dur. = the in-process runtime's Duration, local wall =")
+    say("  step_started -> step_finished seen by an observer of the in-process run.")
 
 
 def ratio_rows(out: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
     lw = out["local"]["wall"]["median"]
-    rows = [("warm re-run (deploy check + execution)", out["warm"]["wall_s"], lw),
+    return [("cold deploy + run", out["cold"]["wall_s"], lw),
+            ("warm re-run (deploy check + execution)", out["warm"]["wall_s"], lw),
             ("execution only (deploy=False)", out["exec_only"]["wall_s"], lw),
-            ("cold deploy + run", out["cold"]["wall_s"], lw)]
-    return rows
+            ("execution only: Step Functions span", out["exec_only"]["sfn"]["span_s"], out["local"]["pipeline"]["median"])]
 
 
 def report_ratios(out: dict[str, Any]) -> None:
     lw = out["local"]["wall"]
-    say(f"  in-process run_pipeline(target='local', env='localstack'): median {sec(lw['median'])} "
-        f"(min {sec(lw['min'])}, max {sec(lw['max'])}); inside it the pipeline {sec(out['local']['pipeline']['median'])}")
+    say(f"  in-process run_pipeline: median {sec(lw['median'])} (min {sec(lw['min'])}, max {sec(lw['max'])}); "
+        f"its pipeline (moto start/stop, fixtures, 3 steps) {sec(out['local']['pipeline']['median'])}")
     for label, a, b in ratio_rows(out):
         say(f"  {label:42} {sec(a):>9} / {sec(b)} = {ratio(a, b)}")
     for k, v in out["per_function"].items():
-        say(f"  {k:42} task {ms(v['ls_task_s'])} / wall {ms(v['local_wall_s'])} = {ratio(v['ls_task_s'], v['local_wall_s'])};"
-            f" REPORT {ms(v['ls_report_s'])} / duration {ms(v['local_duration_s'])} = {ratio(v['ls_report_s'], v['local_duration_s'])}")
+        say(f"  {k:42} Task {ms(v['ls_task_s'])} / wall {ms(v['local_wall_s'])} = {ratio(v['ls_task_s'], v['local_wall_s'])};"
+            f" REPORT {ms(v['ls_report_s'])} / Duration {ms(v['local_duration_s'])} = "
+            f"{ratio(v['ls_report_s'], v['local_duration_s'])}")
 
 
 def report_invoke(out: dict[str, Any]) -> None:
     r = out["invoke"]
-    say(f"  {'':52} {'median':>10} {'min':>10} {'max':>10}")
-    rows = [("API round trip: GetFunctionConfiguration", r["api_floor"]),
-            (f"Invoke {r['function']}", r["invoke"])]
+    say(f"  {'':56} {'median':>10} {'min':>10} {'max':>10} {'REPORT':>10}")
+    rows = [("API round trip: GetFunctionConfiguration", r["api_floor"], None),
+            (f"Invoke {r['function']}", r["invoke"], r.get("invoke_report_s"))]
     if "noop" in r:
-        rows.append((f"Invoke {NOOP_NAME} (returns its event)", r["noop"]))
-    for label, s in rows:
-        say(f"  {label:52} {ms(s['median']):>10} {ms(s['min']):>10} {ms(s['max']):>10}")
-    say(f"  REPORT Duration (LogType=Tail): {r['function']} {ms(r.get('invoke_report_s'))}"
-        + (f", {NOOP_NAME} {ms(r.get('noop_report_s'))}; its first call (new worker) {ms(r.get('noop_first_s'))}"
-           if "noop" in r else f"; no-op function: {r.get('noop_error')}"))
-    task = out["per_function"].get("processed/function2", {}).get("ls_task_s")
-    if task:
-        say(f"  processed/function2: Task state in Step Functions {ms(task)} vs direct Invoke {ms(r['invoke']['median'])}:"
-            f" Step Functions adds {ms(task - r['invoke']['median'])} per Lambda task")
+        rows.append((f"Invoke {NOOP_NAME} (returns its event)", r["noop"], r.get("noop_report_s")))
+    for label, st, rep in rows:
+        say(f"  {label:56} {ms(st['median']):>10} {ms(st['min']):>10} {ms(st['max']):>10} {ms(rep) if rep else '':>10}")
+    if "noop" in r:
+        say(f"  {NOOP_NAME}: first call (creates the worker process) {ms(r.get('noop_first_s'))}")
+    else:
+        say(f"  no-op function: {r.get('noop_error')}")
+    v = out["per_function"].get("processed/function2", {})
+    if v.get("ls_task_s"):
+        d = r["invoke"]["median"]
+        say(f"  processed/function2 inside the state machine: Task {ms(v['ls_task_s'])}, of which the Lambda invoke "
+            f"{ms(v['ls_invoke_s'])}; direct Invoke {ms(d)}: Step Functions' Task costs {ms(v['ls_task_s'] - d)} more")
 
 
 def markdown(results: dict[str, Any]) -> str:
     m, ls_, o = results["machine"], results["localstack"], results["bench"]
-    ls_text = (f"LocalStack {m['localstack_version']} " + (f"host mode (dorc's executor), started by the script in "
-               f"{sec(ls_['start_wall_s'])}" if ls_["mode"] == "host" else f"at {ls_['endpoint']} (already running)"))
+    ls_text = (f"LocalStack {m['localstack_version']} " + (f"in host mode (dorc's Lambda executor), started by the script "
+               f"in {sec(ls_['start_wall_s'])}" if ls_["mode"] == "host" else f"at {ls_['endpoint']} (already running)"))
     lines = [
-        "### dorc LocalStack target: benchmark (census raw -> processed, 3 functions, 2 state machines)",
+        "### dorc LocalStack target: benchmark (census raw -> processed: 3 functions, 2 state machines)",
         "",
         f"`{results['command_line']}` on {m['cpu'] or 'unknown CPU'}, nproc {m['nproc']}, {m['implementation']} "
         f"{m['python']}, {m['platform']}; {ls_text}; dorc {m['versions'].get('dorc')}, boto3 {m['versions'].get('boto3')}, "
         f"moto {m['versions'].get('moto')}; load average {m['loadavg_start']} at start, {results.get('loadavg_end')} at end"
-        + (f"; {results['other_localstacks']} other LocalStack process(es) running on the machine"
-           if results.get("other_localstacks") else "") + ".",
+        + (f"; {results['other_localstacks']} other LocalStack process(es) were running on the machine"
+           + ("" if ls_["mode"] == "host" else " (the one benchmarked among them, if local)")
+           if results.get("other_localstacks") else "") + ". All runs `dorc.api.run_pipeline(..., record=False)`.",
         "",
-        "| run_pipeline (record=False) | median | min | max | vs in-process |",
+        "| run_pipeline | median | min | max | vs in-process |",
         "|---|---:|---:|---:|---:|",
     ]
     lw = o["local"]["wall"]["median"]
-    c = o["cold"]
-    lines.append(f"| cold: first deploy + run on {'a fresh' if o['fresh'] else 'this'} LocalStack | {sec(c['wall_s'])} | | | "
-                 f"{ratio(c['wall_s'], lw)} |")
-    for label, key in (("warm re-run, no change (deploy check + execution)", "warm"),
-                       ("execution only (`deploy=False`)", "exec_only")):
-        w = o[key]["wall"]
-        lines.append(f"| {label} | {sec(w['median'])} | {sec(w['min'])} | {sec(w['max'])} | {ratio(w['median'], lw)} |")
-    w = o["local"]["wall"]
-    lines.append(f"| in-process (`target=\"local\"`, env localstack) | {sec(w['median'])} | {sec(w['min'])} | "
-                 f"{sec(w['max'])} | 1.0x |")
-    lines += ["", "| where the time goes | cold | warm re-run | execution only |", "|---|---:|---:|---:|"]
+    rows = [(f"cold: first deploy + run on {'a fresh' if o['fresh'] else 'this'} LocalStack", o["cold"]["wall"]),
+            ("warm re-run, no change (deploy check + execution)", o["warm"]["wall"]),
+            ("execution only (`deploy=False`)", o["exec_only"]["wall"]),
+            ("in-process (`target=\"local\"`, `env=\"localstack\"`)", o["local"]["wall"])]
+    for label, w in rows:
+        lines.append(f"| {label} | {sec(w['median'])} | {sec(w['min']) if w['n'] > 1 else ''} | "
+                     f"{sec(w['max']) if w['n'] > 1 else ''} | {ratio(w['median'], lw)} |")
+    lines += ["", "| where the time goes (median) | cold | warm re-run | execution only |", "|---|---:|---:|---:|"]
     for label, indent in STAGES + [("other", 0)]:
-        vals = [o[k]["stages"][label]["s"] for k in ("cold", "warm", "exec_only")]
+        vals = [o[k]["stages"][label]["s"] for k, _ in KINDS]
         if not any(vals) and label not in ("deploy", "execute"):
             continue
-        lines.append(f"| {'&nbsp;&nbsp;' * 2 * max(indent, 0)}{label}{' (inside the stages above)' if indent < 0 else ''} | "
-                     + " | ".join(ms(v) for v in vals) + " |")
-    s = o["sfn"]
-    lines.append(f"| Step Functions execution span (history) | {ms(c['timeline']['span_s'])} | {ms(o['warm']['span_s'])} "
-                 f"| {ms(o['exec_only']['span_s'])} |")
-    lines += ["", "| per function (warm, median) | REPORT Duration | Task state wall (history) | cold Task wall "
-                  "| in-process Duration | in-process wall | Task / in-process wall |", "|---|---:|---:|---:|---:|---:|---:|"]
+        note = " (inside the above)" if indent < 0 else " (client side, overlaps)" if label in (
+            "history pages", "log lines (REPORT)") else ""
+        lines.append(f"| {'&nbsp;' * 4 * max(indent, 0)}{label}{note} | " + " | ".join(ms(v) for v in vals) + " |")
+    for key, label, indent in SFN_ROWS:
+        lines.append(f"| {'&nbsp;' * 4 * indent}{label} | " + " | ".join(ms(o[k]["sfn"][key]) for k, _ in KINDS) + " |")
+    lines += ["", "| per function | REPORT Duration | Lambda invoke (history) | Task state (history) | cold Task "
+                  "| in-process Duration | in-process wall | Task / in-process wall |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for k, v in o["per_function"].items():
-        lines.append(f"| {k} | {ms(v['ls_report_s'])} | {ms(v['ls_task_s'])} | {ms(v['cold_task_s'])} | "
-                     f"{ms(v['local_duration_s'])} | {ms(v['local_wall_s'])} | {ratio(v['ls_task_s'], v['local_wall_s'])} |")
-    lines += ["", f"Step Functions span {ms(s['span_s'])}, of which Lambda tasks {ms(s['tasks_s'])} and "
-                  f"{ms(s['between_tasks_s'])} between them (Choice states, child execution start and `.sync` wait); "
-                  f"dorc's client adds {ms(s['client_tail_s'])} after the span.", ""]
+        lines.append(f"| {k} | {ms(v['ls_report_s'])} | {ms(v['ls_invoke_s'])} | {ms(v['ls_task_s'])} | "
+                     f"{ms(v['cold_task_s'])} | {ms(v['local_duration_s'])} | {ms(v['local_wall_s'])} | "
+                     f"{ratio(v['ls_task_s'], v['local_wall_s'])} |")
     r = o["invoke"]
-    lines += [f"| direct, warm, median of {results['invokes']} | median | min | REPORT Duration |", "|---|---:|---:|---:|",
+    lines += ["", f"| direct call, warm, {results['invokes']} calls | median | min | REPORT Duration |", "|---|---:|---:|---:|",
               f"| API round trip (GetFunctionConfiguration) | {ms(r['api_floor']['median'])} | {ms(r['api_floor']['min'])} | |",
-              f"| Lambda Invoke {r['function']} | {ms(r['invoke']['median'])} | {ms(r['invoke']['min'])} | "
+              f"| Lambda Invoke `{r['function']}` | {ms(r['invoke']['median'])} | {ms(r['invoke']['min'])} | "
               f"{ms(r.get('invoke_report_s'))} |"]
     if "noop" in r:
-        lines.append(f"| Lambda Invoke, no-op function | {ms(r['noop']['median'])} | {ms(r['noop']['min'])} | "
+        lines.append(f"| Lambda Invoke, a no-op function | {ms(r['noop']['median'])} | {ms(r['noop']['min'])} | "
                      f"{ms(r.get('noop_report_s'))} |")
     lines.append("")
     return "\n".join(lines)
@@ -855,7 +884,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{m['python']}, {m['platform']}; LocalStack {m['localstack_version']}; "
                 + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
             say(f"load average at start: {m['loadavg_start']}"
-                + (f"; {results['other_localstacks']} other LocalStack process(es) on this machine (not ours)"
+                + (f"; {results['other_localstacks']} other LocalStack process(es) on this machine"
+                   + (" (not ours)" if ls.info else " (the one at --endpoint among them, if it runs here)")
                    if results["other_localstacks"] else ""))
             results["localstack"] = {"mode": ls.mode, "endpoint": ls.endpoint, "start_wall_s": ls.start_wall_s,
                                      "ready_seconds": ls.info.ready_seconds if ls.info else None,

@@ -106,6 +106,9 @@ class LambdaContext:
         return f"LambdaContext(function_name={self.function_name!r}, aws_request_id={self.aws_request_id!r})"
 
 
+_NO_EVENT = object()
+
+
 class _TimedOut(BaseException):
     """BaseException so that a handler's ``except Exception`` cannot swallow the timeout."""
 
@@ -214,10 +217,17 @@ class FunctionRuntime:
         self._isolate = isolate
         self._sink = sink or (lambda line: None)
         self._handler: Callable[[Any, Any], Any] | None = None
+        self._folder = os.path.realpath(spec.source_dir)
+        # This function's own modules (lambda.py, its helpers) between calls: kept warm as in a
+        # Lambda container, but out of sys.modules so another function's same names resolve to
+        # that function's files.
+        self._own_modules: dict[str, Any] = {}
         self._log_stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[$LATEST]{uuid.uuid4().hex}"
 
     # -- one call ---------------------------------------------------------------------------
-    def invoke(self, event_json: str | bytes, request_id: str | None = None) -> InvocationResult:
+    def invoke(self, event_json: str | bytes, request_id: str | None = None, *, event: Any = _NO_EVENT) -> InvocationResult:
+        """``event``: the already-parsed ``event_json``, handed over by a caller that parsed it
+        anyway and keeps no reference to it (saves a second ``json.loads`` per hop)."""
         request_id = request_id or str(uuid.uuid4())
         lines: list[str] = []
 
@@ -245,7 +255,7 @@ class FunctionRuntime:
                     error = self._load()
                     init_ms = (time.monotonic() - t0) * 1000
                 if error is None:
-                    payload, error = self._call(event_json, request_id, deadline)
+                    payload, error = self._call(event_json, event, request_id, deadline)
             finally:
                 out.flush()
                 err.flush()
@@ -254,7 +264,7 @@ class FunctionRuntime:
         duration = (time.monotonic() - start) * 1000
         if error is not None and error.type == "Sandbox.Timedout":
             emit(f"{_iso_now()} {request_id} {error.message}")
-        max_mem = _max_rss_mb()
+        max_mem = _max_rss_mb(own_process=not self._isolate)
         emit(f"END RequestId: {request_id}")
         report = (f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\tBilled Duration: "
                   f"{max(1, int(duration + 0.999))} ms\tMemory Size: {self.spec.memory} MB\tMax Memory Used: {max_mem} MB")
@@ -266,13 +276,9 @@ class FunctionRuntime:
     # -- init: import the handler module from the function's folder ------------------------
     def _load(self) -> InvocationError | None:
         module_name, _, func_name = self.spec.handler.rpartition(".")
-        folder = Path(self.spec.source_dir)
-        path = folder / (module_name.replace(".", "/") + ".py")
-        before = set(sys.modules)
-        saved_path = list(sys.path)
-        if str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
-        importlib.invalidate_caches()
+        path = Path(self._folder) / (module_name.replace(".", "/") + ".py")
+        sys.path_importer_cache.pop(self._folder, None)  # files may have changed since a last run
+        entered = self._enter_code()
         try:
             spec = importlib.util.spec_from_file_location(module_name, path)
             if spec is None or not path.is_file():
@@ -293,9 +299,7 @@ class FunctionRuntime:
         except Exception as exc:
             return InvocationError(type(exc).__name__, str(exc), _user_frames(exc))
         finally:
-            if self._isolate:
-                sys.path[:] = saved_path
-                _forget_modules(before, folder, module_name)
+            self._exit_code(entered, module_name)
         handler = getattr(module, func_name, None)
         if not callable(handler):
             return InvocationError("Runtime.HandlerNotFound",
@@ -303,17 +307,15 @@ class FunctionRuntime:
         self._handler = handler
         return None
 
-    def _call(self, event_json: str | bytes, request_id: str, deadline: float) -> tuple[bytes | None, InvocationError | None]:
-        try:
-            event = json.loads(event_json)
-        except ValueError as exc:
-            return None, InvocationError("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}")
+    def _call(self, event_json: str | bytes, event: Any, request_id: str, deadline: float) -> tuple[bytes | None, InvocationError | None]:
+        if event is _NO_EVENT:
+            try:
+                event = json.loads(event_json)
+            except ValueError as exc:
+                return None, InvocationError("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}")
         context = LambdaContext(self.spec, request_id, deadline, self._log_stream)
         assert self._handler is not None
-        folder = str(Path(self.spec.source_dir))
-        before, saved_path = set(sys.modules), list(sys.path)
-        if self._isolate:  # imports made inside the handler resolve in its own folder too
-            sys.path.insert(0, folder)
+        entered = self._enter_code()  # imports made inside the handler resolve in its own folder too
         try:
             result = _with_timeout(lambda: self._handler(event, context), self.spec.timeout)
         except _TimedOut:
@@ -326,13 +328,37 @@ class FunctionRuntime:
             frames = _user_frames(exc)
             return None, InvocationError(type(exc).__name__, str(exc), frames)
         finally:
-            if self._isolate:
-                sys.path[:] = saved_path
-                _forget_modules(before, Path(folder), "")
+            self._exit_code(entered, "")
         try:
             return json.dumps(result, default=_json_default).encode(), None
         except (TypeError, ValueError) as exc:
             return None, InvocationError("Runtime.MarshalError", f"Unable to marshal response: {exc}")
+
+    # -- sharing the process: this function's folder and modules only while it runs ----------
+    def _enter_code(self):
+        if not self._isolate:
+            if self._folder not in sys.path:
+                sys.path.insert(0, self._folder)  # for good, like /var/task
+            return None
+        saved_path = list(sys.path)
+        sys.path.insert(0, self._folder)
+        sys.modules.update(self._own_modules)
+        return saved_path, set(sys.modules)
+
+    def _exit_code(self, entered, module_name: str) -> None:
+        if entered is None:
+            return
+        saved_path, before = entered
+        sys.path[:] = saved_path
+        prefix = self._folder + os.sep
+        for name in (set(sys.modules) - before) | set(self._own_modules):
+            mod = sys.modules.get(name)
+            if mod is None:
+                continue
+            file = getattr(mod, "__file__", None) or ""
+            if name == module_name or name in self._own_modules or (file and os.path.realpath(file).startswith(prefix)):
+                self._own_modules[name] = mod
+                del sys.modules[name]
 
 
 def _with_timeout(fn: Callable[[], Any], timeout: float) -> Any:
@@ -373,16 +399,6 @@ def _exit_error(exc: SystemExit, request_id: str = "") -> InvocationError:
                            f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}".strip())
 
 
-def _forget_modules(before: set[str], folder: Path, module_name: str) -> None:
-    """Drop the function's own modules from ``sys.modules`` so the next function imports its own."""
-    folder_s = str(folder.resolve())
-    for name in set(sys.modules) - before:
-        mod = sys.modules.get(name)
-        file = getattr(mod, "__file__", None) or ""
-        if name == module_name or (file and os.path.realpath(file).startswith(folder_s + os.sep)):
-            del sys.modules[name]
-
-
 def _user_frames(exc: BaseException) -> list[str]:
     """The traceback as Lambda shows it: the user's frames, not the runtime's."""
     here = os.path.realpath(__file__)
@@ -391,8 +407,12 @@ def _user_frames(exc: BaseException) -> list[str]:
     return traceback.format_list(frames)
 
 
-def _max_rss_mb() -> int:
-    # VmHWM, not ru_maxrss: the latter survives fork+exec and would report a parent's peak.
+def _max_rss_mb(own_process: bool = False) -> int:
+    """The process's peak. In a worker started by another process (LocalStack's executor) read
+    VmHWM: ru_maxrss survives fork+exec and would report the parent's peak."""
+    if not own_process:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(rss / 1024) if sys.platform != "darwin" else int(rss / 1024 / 1024)
     try:
         with open("/proc/self/status") as fh:
             for line in fh:

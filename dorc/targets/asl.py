@@ -31,7 +31,9 @@ class TaskOutcome:
 
 
 class Backend(Protocol):
-    def invoke_lambda(self, function_arn: str, state_name: str, input_json: bytes) -> TaskOutcome: ...
+    def invoke_lambda(self, function_arn: str, state_name: str, input_json: bytes, parsed: Any = None) -> TaskOutcome:
+        """``parsed``: ``input_json`` already parsed (or ``UNPARSED``); the interpreter keeps no
+        reference to it afterwards, so the backend may hand it to the function as its event."""
     def start_execution(self, state_machine_arn: str, input_json: bytes) -> TaskOutcome: ...
     def fail(self, state_name: str, error: str, cause: str) -> None: ...
 
@@ -53,7 +55,7 @@ def execute(asl: dict[str, Any], input_json: bytes, backend: Backend) -> Executi
         state = states[name]
         kind = state["Type"]
         if kind == "Task":
-            outcome = _task(state, name, data_json, backend)
+            outcome = _task(state, name, data_json, backend, data)
             if outcome.error is not None:
                 backend.fail(name, outcome.error, outcome.cause or "")
                 return ExecutionOutcome(False, None, outcome.error, outcome.cause)
@@ -79,6 +81,7 @@ def execute(asl: dict[str, Any], input_json: bytes, backend: Backend) -> Executi
 
 
 _UNPARSED = object()
+UNPARSED = _UNPARSED
 
 
 def _next(state: dict[str, Any], name: str) -> str | None:
@@ -89,7 +92,7 @@ def _next(state: dict[str, Any], name: str) -> str | None:
     return state["Next"]
 
 
-def _task(state: dict[str, Any], name: str, data_json: bytes, backend: Backend) -> TaskOutcome:
+def _task(state: dict[str, Any], name: str, data_json: bytes, backend: Backend, data: Any = _UNPARSED) -> TaskOutcome:
     for retry in state.get("Retry", []):
         if not set(retry.get("ErrorEquals", [])) <= set(TRANSIENT_LAMBDA_ERRORS):
             raise UnsupportedASL(f"state {name!r} retries {retry['ErrorEquals']}, which can happen in-process")
@@ -103,7 +106,7 @@ def _task(state: dict[str, Any], name: str, data_json: bytes, backend: Backend) 
         _expect(params, {"FunctionName", "Payload.$"}, name)
         if params["Payload.$"] != "$" or state.get("OutputPath") != "$.Payload":
             raise UnsupportedASL(f"state {name!r}: only Payload.$ = '$' and OutputPath = '$.Payload'")
-        outcome = backend.invoke_lambda(params["FunctionName"], name, data_json)
+        outcome = backend.invoke_lambda(params["FunctionName"], name, data_json, data)
     elif resource == START_EXECUTION_SYNC:
         _expect(params, {"StateMachineArn", "Input.$"}, name)
         if params["Input.$"] != "$" or state.get("OutputPath") != "$.Output":
