@@ -19,8 +19,10 @@ the repository's is never touched). ``census raw`` hands over to ``census proces
    by timing wrappers around dorc's own stages (a ``perf_counter`` pair per call);
 2. warm re-run: the same call again, no change (the deploy finds everything up to date), median of N;
 3. execution only: ``deploy=False``, median of N;
-4. per function: REPORT ``Duration`` (the handler, timed in the worker) and the Task state's wall
-   time in the Step Functions history (TaskStateEntered -> TaskStateExited);
+4. per function: REPORT ``Duration`` (the handler, timed in the worker), and from the Step
+   Functions history the Lambda invoke (TaskStarted -> TaskSucceeded) and the Task state's wall time
+   (TaskStateEntered -> TaskStateExited); the execution span split into Lambda tasks, the hand-over
+   (startExecution.sync) and the rest (Choice states, transitions); dorc's own boto3 calls by operation;
 5. in-process: ``run_pipeline(target="local", env="localstack")`` (same names), median of N, with
    per-function durations, and the LocalStack / in-process ratios;
 6. direct Lambda ``Invoke`` (boto3 against the endpoint) of a deployed function, warm, median of
@@ -525,14 +527,18 @@ def bench(args, ls: LocalStack, workdir: Path) -> dict[str, Any]:
         local.append({"wall_s": wall, "pipeline_s": res.duration_ms / 1000,
                       "duration_s": {k: st.duration_ms / 1000 for k, st in step_map(res).items()},
                       "step_wall_s": {f"{k.split('/')[1]}/{k.split('/')[2]}": v for k, v in rec.step_walls().items()}})
+        changed = warm[-1]["messages"]
         say(f"  round {i + 1}: warm re-run {sec(warm[-1]['wall_s'])}, execution only {sec(exec_only[-1]['wall_s'])}, "
-            f"in-process {sec(local[-1]['wall_s'])}")
+            f"in-process {sec(local[-1]['wall_s'])}" + (f"  (the warm re-run's deploy changed: {'; '.join(changed)})"
+                                                         if changed else ""))
     out["warm"] = aggregate(warm)
     out["exec_only"] = aggregate(exec_only)
     changes = sorted({m for r in warm for m in r["messages"]})
     out["warm"]["deploy_actions"] = changes
     if changes:
-        say(f"  note: the warm re-runs changed something (expected nothing): {changes[:5]}")
+        say(f"  note: a warm re-run changed something (expected nothing): {changes[:5]}; a changed function"
+            " environment usually means the census API fixture's fixed port (4580) was taken by another run,"
+            " so a free port was used and written into the function's configuration")
     out["local"] = {"wall": summarize([r["wall_s"] for r in local]),
                     "pipeline": summarize([r["pipeline_s"] for r in local]),
                     "duration_s": {k: med(r["duration_s"].get(k) for r in local) for k in fkeys},
@@ -754,13 +760,15 @@ def ratio_rows(out: dict[str, Any]) -> list[tuple[str, float | None, float | Non
     return [("cold deploy + run", out["cold"]["wall_s"], lw),
             ("warm re-run (deploy check + execution)", out["warm"]["wall_s"], lw),
             ("execution only (deploy=False)", out["exec_only"]["wall_s"], lw),
-            ("execution only: Step Functions span", out["exec_only"]["sfn"]["span_s"], out["local"]["pipeline"]["median"])]
+            ("Step Functions span / in-process execution", out["exec_only"]["sfn"]["span_s"],
+             out["local"]["pipeline"]["median"])]
 
 
 def report_ratios(out: dict[str, Any]) -> None:
     lw = out["local"]["wall"]
     say(f"  in-process run_pipeline: median {sec(lw['median'])} (min {sec(lw['min'])}, max {sec(lw['max'])}); "
-        f"its pipeline (moto start/stop, fixtures, 3 steps) {sec(out['local']['pipeline']['median'])}")
+        f"its execution (RunResult.duration_ms: the state machine, without moto's start/stop) "
+        f"{sec(out['local']['pipeline']['median'])}")
     for label, a, b in ratio_rows(out):
         say(f"  {label:42} {sec(a):>9} / {sec(b)} = {ratio(a, b)}")
     for k, v in out["per_function"].items():
@@ -814,6 +822,9 @@ def markdown(results: dict[str, Any]) -> str:
     for label, w in rows:
         lines.append(f"| {label} | {sec(w['median'])} | {sec(w['min']) if w['n'] > 1 else ''} | "
                      f"{sec(w['max']) if w['n'] > 1 else ''} | {ratio(w['median'], lw)} |")
+    lp, span = o["local"]["pipeline"], o["exec_only"]["sfn"]["span_s"]
+    lines.append(f"| execution alone: Step Functions span (history) vs in-process `RunResult.duration_ms` | "
+                 f"{ms(span)} vs {ms(lp['median'])} | | | {ratio(span, lp['median'])} |")
     lines += ["", "| where the time goes (median) | cold | warm re-run | execution only |", "|---|---:|---:|---:|"]
     for label, indent in STAGES + [("other", 0)]:
         vals = [o[k]["stages"][label]["s"] for k, _ in KINDS]

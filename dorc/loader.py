@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .errors import DefinitionError, Problem
+from .errors import DefinitionError, DorcError, Problem
 from .models import InvalidFunction, PipelineDefinition, collected_invalid
 from .pipeline import PipelineConfig, _capture, _Capture
 from .project import Project
@@ -80,7 +80,7 @@ def load_pipeline(project: Project, instance: str, layer: str, env: str) -> Load
         runpy.run_path(str(main_file), run_name="__dorc_load__")
     except ValidationError as exc:
         raise DefinitionError(_problems_from_validation(rel, exc)) from None
-    except DefinitionError:
+    except DorcError:  # a missing Pulumi.<env>.yaml, an invalid dorc.toml: said as it is
         raise
     except Exception as exc:  # the user's file itself is broken
         raise DefinitionError(_function_problems(rel, invalid) + [_load_failure(rel, main_file, exc)]) from None
