@@ -117,7 +117,7 @@ def parse_event(text: str | None) -> bytes:
 def run_pipeline(instance: str, layer: str | None = None, *, target: str = "local", event: Any = None,
                  env: str | None = None, config_repo: str | os.PathLike | None = None, project: Project | None = None,
                  observer=None, record: bool = True, endpoint: str | None = None,
-                 deploy: bool = True) -> RunResult:
+                 deploy: bool = True, timeout: float | None = None) -> RunResult:
     """Run a pipeline and return its ``RunResult`` (the same shape from every target).
 
     ``event`` is a Python value (sent as JSON) or, with ``bytes``, JSON already encoded.
@@ -139,7 +139,7 @@ def run_pipeline(instance: str, layer: str | None = None, *, target: str = "loca
             from .targets import localstack
 
             res = localstack.run(plans, start, event_json, project=project, observer=observer, endpoint=endpoint,
-                                 deploy_first=deploy)
+                                 deploy_first=deploy, timeout=timeout)
         results.append(res)
         if not res.succeeded:
             break

@@ -49,6 +49,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the run result as one JSON document on stdout; logs go to stderr."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No handler logs, only the summary."),
     no_deploy: bool = typer.Option(False, "--no-deploy", help="With --localstack: run what is deployed, do not deploy first."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="With --localstack: stop waiting (and stop the execution) after this many seconds (default: the functions' timeouts + 60 s)."),
     config_repo: Optional[str] = ConfigRepo,
 ):
     """Run a pipeline: each function's return value is the next one's event, contracts checked on every hop."""
@@ -63,7 +64,7 @@ def run(
     out = console(stderr=as_json)
     observer = TerminalObserver(out, show_logs=not quiet)
     result = api.run_pipeline(instance, layer, target=target, event=event_json, env=env, project=project,
-                              observer=observer, endpoint=endpoint, deploy=not no_deploy)
+                              observer=observer, endpoint=endpoint, deploy=not no_deploy, timeout=timeout)
     if as_json:
         sys.stdout.write(result.to_json(logs=False) + "\n")
     else:

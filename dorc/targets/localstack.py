@@ -56,7 +56,7 @@ def require_ready(endpoint: str) -> None:
     from ..localstack_service import is_ready
 
     if not is_ready(endpoint):
-        raise LocalStackError(
+        raise DorcError(  # exit 2: nothing ran
             f"LocalStack is not reachable at {endpoint}",
             hint="start it with `dorc localstack start` (or `docker compose -f docker-compose.localstack.yml up -d`), "
                  "or pass --endpoint URL",

@@ -1,0 +1,79 @@
+"""The LocalStack target's edges: a vendored requirement, repairs, unreachable endpoints, time-outs."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from dorc.api import run_pipeline
+from dorc.project import find_project
+from helpers import OK_HANDLER, chain_main, make_project
+
+pytestmark = pytest.mark.localstack
+
+VENDORED = """
+import os
+
+import humanize  # not installed on this machine: only the package's vendored copy can provide it
+
+
+def handler(event, context):
+    here = os.path.realpath(humanize.__file__)
+    root = os.path.realpath(os.environ["LAMBDA_TASK_ROOT"])
+    return {"statusCode": 200, "body": {"words": humanize.intword(331449281),
+                                        "from_package": here.startswith(root + os.sep)}}
+"""
+
+
+def test_a_vendored_requirement_is_importable_in_localstack(dorc_localstack, tmp_path):
+    pytest.importorskip  # (humanize must NOT be importable here; checked below)
+    with pytest.raises(ImportError):
+        __import__("humanize")
+    root = make_project(tmp_path, {"vend/main": {"main": chain_main("f1"),
+                                                 "functions": {"f1": {"lambda.py": VENDORED,
+                                                                      "requirements.txt": "humanize==4.17.0\n"}}}},
+                        name="vendored")
+    result = run_pipeline("vend", "main", target="localstack", project=find_project(root),
+                          endpoint=dorc_localstack.endpoint, record=False)
+    assert result.succeeded, result.error
+    assert result.output["body"] == {"words": "331.4 million", "from_package": True}
+
+
+def test_a_rerun_repairs_a_half_done_deployment(dorc_localstack, tmp_path):
+    root = make_project(tmp_path, {"rep/main": {"main": chain_main("a", "b"),
+                                                "functions": {"a": OK_HANDLER, "b": OK_HANDLER}}}, name="repair")
+    project = find_project(root)
+    ep = dorc_localstack.endpoint
+    assert run_pipeline("rep", "main", target="localstack", project=project, endpoint=ep, record=False).succeeded
+    # lose part of the deployment, as a deploy interrupted half way would leave it
+    dorc_localstack.client("lambda").delete_function(FunctionName="rep-main-b-localstack")
+    result = run_pipeline("rep", "main", target="localstack", project=project, endpoint=ep, record=False)
+    assert result.succeeded, result.error
+    assert [s.function for s in result.steps] == ["a", "b"]
+
+
+def test_an_unreachable_endpoint_is_a_clear_error_with_exit_2(cli, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    root = make_project(tmp_path, {"x/main": {"main": chain_main("f1"), "functions": {"f1": OK_HANDLER}}})
+    r = cli("run", "x", "main", "--localstack", "--endpoint", f"http://127.0.0.1:{port}", "--config-repo", root)
+    assert r.exit_code == 2
+    assert f"LocalStack is not reachable at http://127.0.0.1:{port}" in r.stderr
+    assert "dorc localstack start" in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_an_execution_that_does_not_finish_is_stopped_with_a_clear_message(cli, dorc_localstack, tmp_path):
+    slow = "import time\n\ndef handler(event, context):\n    time.sleep(30)\n    return {'statusCode': 200, 'body': ''}\n"
+    root = make_project(tmp_path, {"slow/main": {"main": chain_main("f1", f1="timeout=60"),
+                                                 "functions": {"f1": slow}}}, name="slow")
+    r = cli("run", "slow", "main", "--localstack", "--endpoint", dorc_localstack.endpoint, "--timeout", "3",
+            "--json", "--config-repo", root)
+    assert r.exit_code == 1
+    import json
+
+    doc = json.loads(r.stdout)
+    assert doc["error"]["type"] == "dorc.ExecutionTimeout"
+    assert "did not finish within 3 s" in doc["error"]["message"]
