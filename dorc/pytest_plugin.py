@@ -91,7 +91,8 @@ class LocalStackHandle:
         from botocore.config import Config
 
         kwargs.setdefault("config", Config(retries={"max_attempts": 2}, read_timeout=120))
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=self.region,
+        kwargs.setdefault("region_name", self.region)  # pipelines deploy to their project's region
+        return boto3.client(service, endpoint_url=self.endpoint,
                             aws_access_key_id="test", aws_secret_access_key="test", **kwargs)
 
 
