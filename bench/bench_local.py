@@ -42,6 +42,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import benchlib  # beside this script
+from benchlib import BenchError, loadavg, say, set_output, summarize
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "pipeline-config"
 if str(REPO) not in sys.path:
@@ -52,23 +55,7 @@ SIZES = {"1KB": 1024, "200KB": 200 * 1024}
 PEER_PACKAGE = "python-lambda-local==0.1.13"
 HANDLER_SOURCE = "def handler(event, context):\n    return event\n"
 
-_OUT = sys.stdout  # where the human-readable report goes (stderr with --json)
-
-
-def say(text: str = "") -> None:
-    print(text, file=_OUT, flush=True)
-
-
-class BenchError(Exception):
-    pass
-
-
 # -- small helpers -----------------------------------------------------------------------------
-
-def summarize(samples: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
-            "n": len(samples), "samples": samples}
-
 
 def event_of(size: int) -> dict[str, Any]:
     """``{"statusCode": 200, "body": "<padding>"}`` whose ``json.dumps`` is ``size`` bytes."""
@@ -97,38 +84,8 @@ def us(seconds: float) -> str:
     return f"{seconds * 1e6:,.1f} µs"
 
 
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
 def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    versions = {}
-    for dist in ("dorc", "moto", "boto3", "python-lambda-local"):
-        try:
-            from importlib.metadata import version
-
-            versions[dist] = version(dist)
-        except Exception:
-            versions[dist] = None
-    return {"nproc": usable, "cpu_count": os.cpu_count(), "cpu": cpu or platform.processor(),
-            "loadavg_start": _loadavg(), "dont_write_bytecode": bool(sys.dont_write_bytecode),
-            "python": platform.python_version(), "implementation": platform.python_implementation(),
-            "executable": sys.executable, "platform": platform.platform(), "versions": versions}
+    return benchlib.machine(("dorc", "moto", "boto3", "python-lambda-local"))
 
 
 # == 1. end to end ===============================================================================
@@ -159,6 +116,7 @@ def time_process(cmd: list[str], runs: int, warmup: int = 1, env: dict[str, str]
 MOTO_FLOOR = """\
 import boto3
 from moto import mock_aws
+
 m = mock_aws(); m.start()
 s3 = boto3.client("s3", region_name="us-east-1")
 s3.create_bucket(Bucket="floor")
@@ -762,7 +720,6 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global _OUT
     ap = argparse.ArgumentParser(description="Benchmarks of dorc's in-process target (see the module docstring).")
     ap.add_argument("--runs", type=int, default=None, help="timed runs per measurement (default 7; --quick: 3)")
     ap.add_argument("--quick", action="store_true", help="fewer runs and invocations")
@@ -775,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
         peer_worker(json.loads(args.peer_worker))
         return 0
     if args.json:
-        _OUT = sys.stderr
+        set_output(sys.stderr)
     runs = args.runs or (3 if args.quick else 7)
     if runs < 1:
         ap.error("--runs must be at least 1")
@@ -808,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
         except BenchError as exc:
             say(f"\nbenchmark failed: {exc}")
             return 1
-    results["loadavg_end"] = _loadavg()
+    results["loadavg_end"] = loadavg()
     la = results["loadavg_end"]
     say(f"\nload average at end: {la}" + (f"  (busy machine: more than half of nproc={m['nproc']};"
         " expect noisy figures, compare the min columns)" if la and la[0] > m["nproc"] / 2 else ""))

@@ -56,6 +56,10 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
+import benchlib  # beside this script
+from benchlib import BenchError, loadavg, say, set_output, summarize
+
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "pipeline-config"
 if str(REPO) not in sys.path:
@@ -66,23 +70,7 @@ INVOKE_FUNCTION = ("census/processed", "function2")  # reads and writes the hold
 NOOP_NAME = "dorc-bench-noop"
 NOOP_SOURCE = "def handler(event, context):\n    return event\n"
 
-_OUT = sys.stdout  # where the human-readable report goes (stderr with --json)
-
-
-def say(text: str = "") -> None:
-    print(text, file=_OUT, flush=True)
-
-
-class BenchError(Exception):
-    pass
-
-
 # -- small helpers ---------------------------------------------------------------------------------
-
-def summarize(samples: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
-            "n": len(samples), "samples": samples}
-
 
 def med(values) -> float | None:
     values = [v for v in values if v is not None]
@@ -101,13 +89,6 @@ def ratio(a: float | None, b: float | None) -> str:
     return "-" if not a or not b else f"{a / b:,.1f}x"
 
 
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
 def _cmdline(pid: int) -> list[str]:
     try:
         return [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0") if a]
@@ -124,30 +105,7 @@ def localstack_processes() -> list[int]:
 
 
 def machine(health: dict | None) -> dict[str, Any]:
-    from importlib.metadata import version
-
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    versions = {}
-    for dist in ("dorc", "boto3", "moto"):
-        try:
-            versions[dist] = version(dist)
-        except Exception:
-            versions[dist] = None
-    return {"nproc": usable, "cpu_count": os.cpu_count(), "cpu": cpu or platform.processor(),
-            "python": platform.python_version(), "implementation": platform.python_implementation(),
-            "executable": sys.executable, "platform": platform.platform(), "versions": versions,
-            "localstack_version": (health or {}).get("version"), "loadavg_start": _loadavg()}
+    return {**benchlib.machine(("dorc", "boto3", "moto")), "localstack_version": (health or {}).get("version")}
 
 
 # -- timing wrappers around dorc's stages ----------------------------------------------------------
@@ -854,7 +812,6 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global _OUT
     ap = argparse.ArgumentParser(description="Benchmarks of dorc's LocalStack target (see the module docstring).")
     ap.add_argument("--runs", type=int, default=5, help="timed runs for the warm, execution-only and in-process "
                                                         "measurements (default 5)")
@@ -865,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1 or args.invokes < 1:
         ap.error("--runs and --invokes must be at least 1")
     if args.json:
-        _OUT = sys.stderr
+        set_output(sys.stderr)
     cmdline = "python bench/bench_localstack.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
 
     # A SIGTERM or SIGHUP unwinds through the finally blocks below (LocalStack is stopped).
@@ -911,7 +868,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["localstack"]["stopped"] = ls.stopped_check
     if code:
         return code
-    results["loadavg_end"] = _loadavg()
+    results["loadavg_end"] = loadavg()
     say(f"\nload average at end: {results['loadavg_end']}")
     say("\n== markdown (paste into docs) ==\n")
     say(markdown(results))

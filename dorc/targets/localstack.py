@@ -619,25 +619,24 @@ def destroy(plan: LayerPlan, *, project, endpoint: str | None, progress: Progres
     ep = endpoint_url(endpoint)
     require_ready(ep)
     c = Clients(ep, plan.region)
+
+    def delete(what: str, missing_code: str, *calls) -> None:
+        """Already gone is fine: destroy must finish what an earlier destroy started."""
+        try:
+            for call in calls:
+                call()
+            progress(f"deleted {what}")
+        except Exception as exc:
+            if _error_code(exc) != missing_code:
+                raise
+
     for t in plan.triggers:
-        try:
-            c.events.remove_targets(Rule=t.rule_name, Ids=["state-machine"])
-            c.events.delete_rule(Name=t.rule_name)
-            progress(f"deleted rule {t.rule_name}")
-        except Exception as exc:
-            if _error_code(exc) != "ResourceNotFoundException":
-                raise
-    try:
-        c.states.delete_state_machine(stateMachineArn=plan.state_machine_arn)
-        progress(f"deleted state machine {plan.state_machine_name}")
-    except Exception as exc:
-        if _error_code(exc) != "StateMachineDoesNotExist":
-            raise
+        delete(f"rule {t.rule_name}", "ResourceNotFoundException",
+               lambda: c.events.remove_targets(Rule=t.rule_name, Ids=["state-machine"]),
+               lambda: c.events.delete_rule(Name=t.rule_name))
+    delete(f"state machine {plan.state_machine_name}", "StateMachineDoesNotExist",
+           lambda: c.states.delete_state_machine(stateMachineArn=plan.state_machine_arn))
     for fn in plan.functions:
-        try:
-            c.awslambda.delete_function(FunctionName=fn.name)
-            progress(f"deleted function {fn.name}")
-        except Exception as exc:
-            if _error_code(exc) != "ResourceNotFoundException":
-                raise
+        delete(f"function {fn.name}", "ResourceNotFoundException",
+               lambda: c.awslambda.delete_function(FunctionName=fn.name))
     (deployments_dir(project.state_dir) / f"{stack_name(plan)}.json").unlink(missing_ok=True)

@@ -77,3 +77,23 @@ def test_an_execution_that_does_not_finish_is_stopped_with_a_clear_message(cli, 
     doc = json.loads(r.stdout)
     assert doc["error"]["type"] == "dorc.ExecutionTimeout"
     assert "did not finish within 3 s" in doc["error"]["message"]
+
+
+def test_deploy_then_destroy_twice(cli, dorc_localstack, tmp_path):
+    root = make_project(tmp_path, {"gone/main": {"main": chain_main("f1"), "functions": {"f1": OK_HANDLER}}},
+                        name="destroy")
+    (root / "src/gone/main/Pulumi.preprod.yaml").write_text("config:\n  aws:region: eu-west-2\n")
+    args = ["--env", "preprod", "--target", "localstack", "--endpoint", dorc_localstack.endpoint, "--config-repo", root]
+    r = cli("deploy", "gone", "main", *args)
+    assert r.exit_code == 0, r.output
+    lam = dorc_localstack.client("lambda", region_name="eu-west-2")
+    assert lam.get_function(FunctionName="gone-main-f1-preprod")["Configuration"]["State"] == "Active"
+    r = cli("destroy", "gone", "main", *args, "--yes")
+    assert r.exit_code == 0, r.output
+    assert "deleted function gone-main-f1-preprod" in r.output
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_function(FunctionName="gone-main-f1-preprod")
+    r = cli("destroy", "gone", "main", *args, "--yes")  # nothing left: still fine
+    assert r.exit_code == 0, r.output
+    r = cli("destroy", "gone", "main", "--env", "preprod", "--target", "localstack", "--config-repo", root)
+    assert r.exit_code == 2 and "without --yes" in r.stderr

@@ -1,0 +1,63 @@
+"""What both benchmark scripts share: where the report goes, summaries, and the machine's facts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+_out = [sys.stdout]  # the human-readable report; stderr when --json owns stdout
+
+
+def set_output(stream) -> None:
+    _out[0] = stream
+
+
+def say(text: str = "") -> None:
+    print(text, file=_out[0], flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+def summarize(samples: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
+            "n": len(samples), "samples": samples}
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def machine(distributions: tuple[str, ...]) -> dict[str, Any]:
+    """CPU, usable cores, Python, platform, load and the versions of ``distributions``."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    versions = {}
+    for dist in distributions:
+        try:
+            versions[dist] = version(dist)
+        except Exception:
+            versions[dist] = None
+    return {"nproc": usable, "cpu_count": os.cpu_count(), "cpu": cpu or platform.processor(),
+            "python": platform.python_version(), "implementation": platform.python_implementation(),
+            "executable": sys.executable, "platform": platform.platform(), "versions": versions,
+            "loadavg_start": loadavg(), "dont_write_bytecode": bool(sys.dont_write_bytecode)}
