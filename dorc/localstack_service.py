@@ -631,7 +631,7 @@ def docker_engine():
     try:
         import docker  # type: ignore[import-not-found]
     except ImportError:
-        return None, "the docker Python package is not installed (pip install 'dorc[docker]')"
+        return None, "the docker Python package is not installed (pip install docker)"
     try:
         client = docker.from_env(timeout=5)
         client.ping()

@@ -156,8 +156,9 @@ def handover_key(instance: str, name: str) -> str:
 
 
 def _rel(p: LoadedPipeline, path: Path) -> str:
-    root = p.main_file.parents[4] if len(p.main_file.parents) > 4 else p.main_file.parent
+    """Paths as the user sees them: from the folder that holds pipeline-config."""
+    base = p.config.project.root.parent
     try:
-        return str(path.relative_to(root))
+        return str(path.relative_to(base))
     except ValueError:
         return str(path)

@@ -76,6 +76,9 @@ def deploy_shared(c: Clients, universal: UniversalPlan, infra: InfraPlan, progre
     """The universal and infra-<env> stacks' resources: artifact and holding buckets, roles."""
     for bucket in (universal.artifact_bucket, infra.holding_bucket):
         _ensure_bucket(c, bucket, infra.region)
+    # as the infra stack does: S3Triggers on the holding store are EventBridge rules
+    c.s3.put_bucket_notification_configuration(
+        Bucket=infra.holding_bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
     for role in infra.roles.values():
         try:
             c.iam.create_role(RoleName=role.name, AssumeRolePolicyDocument=json.dumps(role.trust_policy),

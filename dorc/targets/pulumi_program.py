@@ -201,6 +201,10 @@ class CreateInfra(_Exporting):
             "holding", bucket=plan.holding_bucket, force_destroy=False, tags=_tags(plan.tags),
             opts=_child(self))
         self.public_access = _block_public_access("holding", self.holding_bucket, self)
+        # S3Triggers on the holding store (a layer started by what the previous one wrote) are
+        # EventBridge rules: the bucket must send its events there.
+        self.holding_events = aws.s3.BucketNotification(
+            "holding-events", bucket=self.holding_bucket.id, eventbridge=True, opts=_child(self))
         # Keys as in ``infra_outputs``: the offline mocks serve that function's values.
         self.outputs = {"holding_bucket": self.holding_bucket.bucket}
         for kind, r in self.roles.items():

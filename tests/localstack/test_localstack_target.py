@@ -97,3 +97,40 @@ def test_deploy_then_destroy_twice(cli, dorc_localstack, tmp_path):
     assert r.exit_code == 0, r.output
     r = cli("destroy", "gone", "main", "--env", "preprod", "--target", "localstack", "--config-repo", root)
     assert r.exit_code == 2 and "without --yes" in r.stderr
+
+
+TRIGGERED = """
+def handler(event, context):
+    detail = event.get("detail", {}) if isinstance(event, dict) else {}
+    return {"statusCode": 200, "body": {"key": detail.get("object", {}).get("key")}}
+"""
+
+
+def test_an_s3_trigger_starts_the_pipeline_when_an_object_lands(dorc_localstack, tmp_path):
+    import time
+
+    main = chain_main("f1").replace(
+        "    functions=[", "    trigger=S3Trigger(name='arrivals', bucket_name='{project}-holding-{env}', key_prefix='incoming/'),\n    functions=[")
+    main = main.replace("from dorc import ", "from dorc import S3Trigger, ")
+    root = make_project(tmp_path, {"trig/main": {"main": main, "functions": {"f1": TRIGGERED}}}, name="trig")
+    project = find_project(root)
+    ep = dorc_localstack.endpoint
+    first = run_pipeline("trig", "main", target="localstack", project=project, endpoint=ep, record=False)
+    assert first.succeeded, first.error
+    sfn = dorc_localstack.client("stepfunctions", region_name="eu-west-2")
+    arn = first.execution_arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0]
+    s3 = dorc_localstack.client("s3", region_name="eu-west-2")
+    s3.put_object(Bucket="trig-holding-localstack", Key="elsewhere/x.json", Body=b"{}")  # not under the prefix
+    s3.put_object(Bucket="trig-holding-localstack", Key="incoming/2020.json", Body=b"{}")
+    deadline = time.monotonic() + 30
+    triggered = []
+    while time.monotonic() < deadline and not triggered:
+        runs = sfn.list_executions(stateMachineArn=arn)["executions"]
+        triggered = [r for r in runs if r["executionArn"] != first.execution_arn and r["status"] != "RUNNING"]
+        time.sleep(0.5)
+    assert len(triggered) == 1, runs
+    out = sfn.describe_execution(executionArn=triggered[0]["executionArn"])
+    assert out["status"] == "SUCCEEDED"
+    import json
+
+    assert json.loads(out["output"])["body"]["key"] == "incoming/2020.json"
