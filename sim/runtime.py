@@ -264,6 +264,13 @@ class FunctionRuntime:
         duration = (time.monotonic() - start) * 1000
         if error is not None and error.type == "Sandbox.Timedout":
             emit(f"{_iso_now()} {request_id} {error.message}")
+        elif error is not None:  # as Lambda's runtime logs an unhandled error
+            emit(f"[ERROR] {error.type}: {error.message}")
+            if error.stack_trace:
+                emit("Traceback (most recent call last):")
+                for frame in error.stack_trace:
+                    for line in frame.rstrip("\n").split("\n"):
+                        emit(line)
         max_mem = _max_rss_mb(own_process=not self._isolate)
         emit(f"END RequestId: {request_id}")
         report = (f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\tBilled Duration: "
