@@ -209,7 +209,8 @@ class _Environ:
 class FunctionRuntime:
     """One function's execution environment. ``invoke`` may be called many times (warm starts)."""
 
-    def __init__(self, spec: FunctionSpec, sink: LogSink | None = None, *, isolate: bool = True):
+    def __init__(self, spec: FunctionSpec, sink: LogSink | None = None, *, isolate: bool = True,
+                 log_stream: str | None = None):
         """``isolate``: share the process with other functions (in-process runs). A worker that
         hosts a single function (the LocalStack executor) keeps its code folder on ``sys.path``
         for good, as Lambda does with ``/var/task``."""
@@ -222,7 +223,7 @@ class FunctionRuntime:
         # Lambda container, but out of sys.modules so another function's same names resolve to
         # that function's files.
         self._own_modules: dict[str, Any] = {}
-        self._log_stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[$LATEST]{uuid.uuid4().hex}"
+        self._log_stream = log_stream or time.strftime("%Y/%m/%d", time.gmtime()) + f"/[$LATEST]{uuid.uuid4().hex}"
 
     # -- one call ---------------------------------------------------------------------------
     def invoke(self, event_json: str | bytes, request_id: str | None = None, *, event: Any = _NO_EVENT) -> InvocationResult:

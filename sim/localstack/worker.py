@@ -179,11 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     client = _Client(settings)
     spec = function_spec(os.environ, settings.runtime, settings.user_env_keys)
     sink = _Sink()
-    rt = FunctionRuntime(spec, sink, isolate=False)
     # the same stream name in the context and the environment as LocalStack gives CloudWatch
-    stream = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
-    if stream:
-        rt._log_stream = stream
+    rt = FunctionRuntime(spec, sink, isolate=False, log_stream=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"))
 
     invocations: "queue.Queue[dict]" = queue.Queue()
     handler_cls = type("InvokeHandler", (_InvokeHandler,), {"invocations": invocations})
