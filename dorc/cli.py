@@ -107,6 +107,7 @@ def list_(
     config_repo: Optional[str] = ConfigRepo,
 ):
     """Pipelines, their layers and functions in run order, with deployed names."""
+    from rich.markup import escape
     from rich.tree import Tree
 
     from . import api
@@ -124,7 +125,7 @@ def list_(
             except DefinitionError as exc:
                 t_inst.add(f"[red]{lay}: invalid ({len(exc.problems)} problem(s); run dorc validate)[/]")
                 continue
-            t_lay = t_inst.add(f"[bold]{lay}[/] — {plan.description}  [dim]state machine {plan.state_machine_name}[/]")
+            t_lay = t_inst.add(f"[bold]{lay}[/] — {escape(plan.description)}  [dim]state machine {plan.state_machine_name}[/]")
             for i, fn in enumerate(plan.functions, 1):
                 t_lay.add(f"{i}. {fn.key}  [dim]{fn.name} · {fn.runtime} · {fn.memory} MB · {fn.timeout} s[/]")
             if plan.handover:
@@ -137,6 +138,8 @@ def list_(
 @store_app.command("ls")
 def store_ls(config_repo: Optional[str] = ConfigRepo):
     """What the local holding store holds (bucket, key, size)."""
+    from rich.markup import escape
+
     from sim.aws import list_store
 
     from .render import console
@@ -145,7 +148,7 @@ def store_ls(config_repo: Optional[str] = ConfigRepo):
     out = console()
     items = list_store(project.state_dir / "local-aws")
     for bucket, key, size in items:
-        out.print(f"s3://{bucket}/{key}  [dim]{size:,} bytes[/]")
+        out.print(f"{escape(f's3://{bucket}/{key}')}  [dim]{size:,} bytes[/]")
     if not items:
         out.print("[dim]the local store is empty[/]")
 

@@ -51,7 +51,7 @@ class TerminalObserver:
         err = step.error
         self.out.print(Text.assemble(("✗ ", "bold red"), (f"{step.layer} {step.function} failed: ", "red"),
                                      (f"{err.type}: {err.message}" if err else "", "bold red")))
-        if err and err.stack_trace:
+        if err and err.stack_trace and not self.show_logs:  # with logs shown, the [ERROR] lines had them
             for frame in err.stack_trace:
                 self.out.print(Text("    " + frame.rstrip().replace("\n", "\n    "), style="red"))
 

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -166,4 +166,4 @@ def clear_store(store_dir: Path) -> int:
     return n
 
 
-__all__ = ["LocalAWS", "list_store", "clear_store", "FAKE_CREDENTIALS", "unquote"]
+__all__ = ["LocalAWS", "list_store", "clear_store", "FAKE_CREDENTIALS"]
