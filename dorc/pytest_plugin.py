@@ -39,11 +39,17 @@ def dorc_project(request, tmp_path):
 
 
 @pytest.fixture
-def dorc_run(dorc_project):
-    """``dorc_run(instance, layer=None, event=None, env=None, target="local")`` -> RunResult."""
+def dorc_run(dorc_project, request):
+    """``dorc_run(instance, layer=None, event=None, env=None, target="local")`` -> RunResult.
+
+    ``target="localstack"`` runs the same test in LocalStack: the session's ``dorc_localstack``
+    is started on first use unless an ``endpoint=`` is given.
+    """
     from dorc.api import run_pipeline
 
     def run(instance, layer=None, *, event=None, env=None, target="local", **kwargs):
+        if target == "localstack" and not kwargs.get("endpoint"):
+            kwargs["endpoint"] = request.getfixturevalue("dorc_localstack").endpoint
         return run_pipeline(instance, layer, event=event, env=env, target=target, project=dorc_project, **kwargs)
 
     return run

@@ -91,3 +91,13 @@ def test_failure_parity(dorc_localstack, failing_project, case):
     if case == "sleepy":
         assert "Task timed out after 2.00 seconds" in remote.failed_step.error.message
         assert "Task timed out after 2.00 seconds" in local.failed_step.error.message
+
+
+@pytest.mark.parametrize("target", ["local", "localstack"])
+def test_one_user_test_runs_on_both_targets(dorc_run, target):
+    """The pytest plugin: changing one argument moves a user's test to LocalStack."""
+    result = dorc_run("census", "raw", target=target, env=ENV)
+    assert result.succeeded, result.error
+    assert result.target == target
+    assert result.step("function1", layer="raw").output["body"]["records"] == 52
+    assert result.output["body"]["largest"]["name"] == "California"
