@@ -30,7 +30,6 @@ import gc
 import importlib.util
 import json
 import os
-import platform
 import pstats
 import re
 import shutil

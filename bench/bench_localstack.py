@@ -43,7 +43,6 @@ import functools
 import io
 import json
 import os
-import platform
 import re
 import shutil
 import signal

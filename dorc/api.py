@@ -12,7 +12,7 @@ from .loader import LoadedPipeline, load_pipeline
 from .plan import LOCAL_ACCOUNT_ID, LayerPlan, build_plan, plan_problems
 from .project import Project, find_project
 from .result import RunResult
-from .validate import check_definition, handover_key
+from .validate import check_definition
 
 TARGETS = ("local", "localstack")
 

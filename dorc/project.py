@@ -96,7 +96,7 @@ class Project:
                 return {}
             raise ProjectError(
                 f"no settings for environment {env!r}: {path} does not exist",
-                hint=f"create it (copy Pulumi.preprod.yaml) or pick another --env",
+                hint="create it (copy Pulumi.preprod.yaml) or pick another --env",
             )
         return read_stack_config(path)
 

@@ -43,7 +43,7 @@ from pulumi.runtime import settings as _settings
 from pulumi.runtime.sync_await import _sync_await
 
 from .errors import DorcError, ProjectError
-from .plan import LOCAL_ACCOUNT_ID, pulumi_project_name, stack_name, stack_reference_name
+from .plan import LOCAL_ACCOUNT_ID, pulumi_project_name, stack_name
 from .project import LOCAL_ENVS, Project, Secret, read_stack_config
 
 STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"

@@ -34,7 +34,7 @@ def query(get: str, for_: str) -> tuple[int, object]:
         return 400, f"error: unknown variable '{(unknown or [''])[0]}'"
     geo, _, which = for_.partition(":")
     if geo != "state":
-        return 400, f"error: unknown/unsupported geography hierarchy"
+        return 400, "error: unknown/unsupported geography hierarchy"
     wanted = None if which in ("*", "") else set(which.split(","))
     rows: list[list[str]] = [[*names, "state"]]
     for s in states():

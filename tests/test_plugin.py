@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import OK_HANDLER, chain_main, make_project
+from helpers import chain_main, make_project
 
 BUCKET = "dorc-census-holding-local"
 

@@ -53,7 +53,7 @@ class Clients:
 
 
 def require_ready(endpoint: str) -> None:
-    from ..localstack_service import is_ready
+    from ..localstack_endpoint import is_ready
 
     if not is_ready(endpoint):
         raise DorcError(  # exit 2: nothing ran
@@ -520,7 +520,7 @@ def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project, 
     """Deploy (unless ``deploy_first`` is False: run what is deployed) and execute ``start``."""
     from sim.fixtures import Fixtures
 
-    from ..localstack_service import endpoint_url
+    from ..localstack_endpoint import endpoint_url
     from .local import NullObserver
 
     observer = observer or NullObserver()
@@ -556,7 +556,7 @@ class LocalStackBackend:
     name = "localstack"
 
     def __init__(self, project, endpoint: str | None = None, progress: Progress | None = None):
-        from ..localstack_service import endpoint_url
+        from ..localstack_endpoint import endpoint_url
 
         self.project = project
         self.endpoint = endpoint_url(endpoint)
@@ -617,7 +617,7 @@ class LocalStackBackend:
 
 def destroy(plan: LayerPlan, *, project, endpoint: str | None, progress: Progress) -> None:
     """Removes the layer's functions, state machine and rules (shared buckets and roles stay)."""
-    from ..localstack_service import endpoint_url
+    from ..localstack_endpoint import endpoint_url
 
     ep = endpoint_url(endpoint)
     require_ready(ep)

@@ -1,0 +1,90 @@
+"""Where LocalStack is and whether it answers: the endpoint every LocalStack command uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from typing import Callable
+
+from .errors import DorcError
+
+DEFAULT_PORT = 4566
+DEFAULT_ENDPOINT = "http://localhost:4566"
+HEALTH_PATH = "/_localstack/health"
+START_TIMEOUT = 120.0
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class LocalStackError(DorcError):
+    """LocalStack could not be installed, started, reached or stopped."""
+
+
+# --------------------------------------------------------------------------------------------
+# where it is, and whether it answers
+# --------------------------------------------------------------------------------------------
+
+def endpoint_url(explicit: str | None = None) -> str:
+    """The LocalStack URL: ``explicit``, else ``$AWS_ENDPOINT_URL``, else ``$LOCALSTACK_HOST``
+    (``host[:port]``, port 4566 by default), else ``http://localhost:4566``."""
+    if explicit:
+        return explicit.rstrip("/")
+    env_url = os.environ.get("AWS_ENDPOINT_URL", "").strip()
+    if env_url:
+        return env_url.rstrip("/")
+    host = os.environ.get("LOCALSTACK_HOST", "").strip()
+    if host:
+        if "://" in host:
+            return host.rstrip("/")
+        host = host.rstrip("/")
+        if host.startswith("["):  # [::1] or [::1]:4566
+            return f"http://{host}" if "]:" in host else f"http://{host}:{DEFAULT_PORT}"
+        return f"http://{host}" if ":" in host else f"http://{host}:{DEFAULT_PORT}"
+    return DEFAULT_ENDPOINT
+
+
+def health(endpoint: str, timeout: float = 2.0) -> dict | None:
+    """LocalStack's health document (services and their states, version), or None if it does not answer."""
+    try:
+        with _NO_PROXY.open(endpoint.rstrip("/") + HEALTH_PATH, timeout=timeout) as resp:
+            if resp.status != 200:
+                return None
+            doc = json.loads(resp.read() or b"{}")
+            return doc if isinstance(doc, dict) else None
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+def is_ready(endpoint: str, timeout: float = 2.0) -> bool:
+    """True when LocalStack answers its health check at ``endpoint``."""
+    return health(endpoint, timeout) is not None
+
+
+def wait_ready(endpoint: str, timeout: float = START_TIMEOUT, *,
+               alive: Callable[[], str | None] | None = None) -> float:
+    """Wait until ``endpoint`` answers; returns the seconds waited. ``alive()`` returns why the
+    service can no longer come up (it exited), or None; either that or the timeout raises."""
+    start = time.monotonic()
+    while True:
+        if is_ready(endpoint, timeout=1.0):
+            return time.monotonic() - start
+        if alive is not None:
+            why = alive()
+            if why:
+                raise LocalStackError(f"LocalStack stopped before it was ready at {endpoint}: {why}")
+        if time.monotonic() - start >= timeout:
+            raise LocalStackError(f"LocalStack did not answer at {endpoint} within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def require_ready(endpoint: str | None = None) -> str:
+    """The endpoint (resolved as ``endpoint_url``), or a DorcError saying how to start LocalStack."""
+    ep = endpoint_url(endpoint)
+    if not is_ready(ep):
+        raise LocalStackError(f"LocalStack is not reachable at {ep}",
+                              hint="start it with `dorc localstack start` (or docker compose -f "
+                                   "docker-compose.localstack.yml up -d), or pass --endpoint URL")
+    return ep
