@@ -176,23 +176,25 @@ def localstack_probe() -> Probe:
     import boto3
 
     from dorc import api, package
+    from dorc.targets import aws_deploy, sfn_history
     from dorc.targets import localstack as lst
 
+    # each callable is wrapped where its caller looks it up
     return Probe([
         (api, "start_layers", "plan"), (api, "reachable_plans", "plan"),
         (boto3, "client", "boto3 clients"),
         (lst, "require_ready", "health check"),
         (lst, "deploy", "deploy"),
-        (lst, "deploy_shared", "buckets + roles"),
+        (aws_deploy, "deploy_shared", "buckets + roles"),
         (package, "package_plan", "packaging"),
-        (lst, "upload_packages", "upload packages"),
-        (lst, "deploy_functions", "functions"),
-        (lst, "_wait_function", "wait for Active"),
-        (lst, "deploy_state_machine", "state machines"),
-        (lst, "deploy_triggers", "rules"),
+        (aws_deploy, "upload_packages", "upload packages"),
+        (aws_deploy, "deploy_functions", "functions"),
+        (aws_deploy, "_wait_function", "wait for Active"),
+        (aws_deploy, "deploy_state_machine", "state machines"),
+        (aws_deploy, "deploy_triggers", "rules"),
         (lst, "execute", "execute"),
-        (lst._HistoryReader, "_logs", "log lines (REPORT)"),
-        (lst._HistoryReader, "_history", "history pages"),
+        (sfn_history._HistoryReader, "_logs", "log lines (REPORT)"),
+        (sfn_history._HistoryReader, "_history", "history pages"),
     ], api_calls=True)
 
 
