@@ -19,8 +19,18 @@ def runs_dir(state_dir: Path) -> Path:
     return state_dir / "runs"
 
 
+def ensure_state_dir(state_dir: Path) -> Path:
+    """``.dorc/`` lives inside the user's pipeline-config checkout: keep it out of their git
+    without asking them to edit their own .gitignore."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ignore = state_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# dorc's local state (run records, local AWS store, builds)\n*\n")
+    return state_dir
+
+
 def write_record(state_dir: Path, result: RunResult, extra: dict[str, Any] | None = None) -> Path:
-    folder = runs_dir(state_dir)
+    folder = runs_dir(ensure_state_dir(state_dir))
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(result.started_at))
     base = f"{stamp}-{int(result.started_at * 1000) % 1000:03d}-{result.pipeline}-{result.layer}-{result.target}-{result.env}"
