@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -133,6 +134,37 @@ def list_(
             for trig in plan.triggers:
                 t_lay.add(f"⏰ {trig.key}: {trig.schedule_expression or json.dumps(trig.event_pattern)}")
     out.print(root)
+
+
+@app.command()
+def runs(
+    instance: Optional[str] = typer.Argument(None, help="Only this instance."),
+    layer: Optional[str] = typer.Argument(None, help="Only runs that started at this layer."),
+    limit: int = typer.Option(10, "--limit", "-n", help="How many, newest first."),
+    config_repo: Optional[str] = ConfigRepo,
+):
+    """The recorded runs (.dorc/runs), newest first: what ran where, and how it ended."""
+    from rich.table import Table
+
+    from .records import read_records
+    from .render import console
+
+    project = _project(config_repo)
+    records = read_records(project.state_dir, pipeline=instance, layer=layer)[-limit:][::-1]
+    out = console()
+    if not records:
+        out.print("[dim]no runs recorded yet[/]")
+        return
+    table = Table(title_justify="left")
+    for col in ("started", "pipeline", "target", "env", "status", "steps", "failed at", "record"):
+        table.add_column(col)
+    for r in records:
+        failed = next((f"{s['layer']} {s['function']}: {s['error']['type']}" for s in r.get("steps", [])
+                       if s.get("error")), "")
+        table.add_row(r.get("started_at", ""), f"{r.get('pipeline')}/{r.get('layer')}", r.get("target", ""),
+                      r.get("env", ""), "[green]succeeded[/]" if r.get("status") == "succeeded" else "[red]failed[/]",
+                      str(len(r.get("steps", []))), failed, Path(r["record_path"]).name)
+    out.print(table)
 
 
 @store_app.command("ls")

@@ -341,3 +341,18 @@ def test_subprocess_exit_codes(failing_repo, project_factory):
     assert invalid.returncode == 2, invalid.stdout + invalid.stderr
     assert "handler must take two positional parameters" in invalid.stdout
     assert "Traceback" not in invalid.stderr
+
+
+def test_runs_lists_the_recorded_runs_newest_first(census_repo, cli):
+    assert cli("runs", "--config-repo", census_repo).stdout.strip() == "no runs recorded yet"
+    assert cli("run", "census", "processed", "--local", "-q", "--config-repo", census_repo).exit_code == 1
+    assert cli("run", "census", "raw", "--local", "-q", "--config-repo", census_repo).exit_code == 0
+    res = cli("runs", "--config-repo", census_repo)
+    assert res.exit_code == 0
+    rows = [line for line in res.stdout.splitlines() if "census/" in line]
+    assert len(rows) == 2
+    assert "census/raw" in rows[0] and "succeeded" in rows[0]
+    assert "census/processed" in rows[1] and "failed" in rows[1] and "RawDataMissing" in rows[1]
+    only = cli("runs", "census", "processed", "--config-repo", census_repo)
+    only_rows = [line for line in only.stdout.splitlines() if "census/" in line]
+    assert len(only_rows) == 1 and "census/processed" in only_rows[0] and "RawDataMissing" in only_rows[0]
