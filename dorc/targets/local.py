@@ -7,36 +7,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Protocol
-
 from sim.aws import FAKE_CREDENTIALS, LocalAWS
 from sim.fixtures import Fixtures
 from sim.runtime import FunctionRuntime, FunctionSpec
 
+from ..observer import NullObserver, Observer
 from ..plan import FunctionPlan, LayerPlan
 from ..result import RunResult, StepError, StepResult
 from . import asl
 
 TARGET = "local"
-
-
-class Observer(Protocol):
-    """What a front end (terminal view, pytest plugin) hears while a run is going."""
-
-    def step_started(self, layer: str, function: str, deployed_name: str) -> None: ...
-    def log(self, line: str) -> None: ...
-    def step_finished(self, step: StepResult) -> None: ...
-
-
-class NullObserver:
-    def step_started(self, layer, function, deployed_name):
-        pass
-
-    def log(self, line):
-        pass
-
-    def step_finished(self, step):
-        pass
 
 
 def local_environment(plan: LayerPlan, fn: FunctionPlan, fixtures: Fixtures) -> dict[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 
 from ..errors import DorcError
+from ..observer import NullObserver
 from ..plan import LayerPlan
 from ..result import RunResult
 from .aws_deploy import (Clients, LocalStackError, Progress, _error_code, deploy, deployments_dir,  # noqa: F401
@@ -28,10 +29,9 @@ def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project, 
     from sim.fixtures import Fixtures
 
     from ..localstack_endpoint import endpoint_url
-    from .local import NullObserver
 
     observer = observer or NullObserver()
-    progress = progress or getattr(observer, "progress", None) or (lambda msg: None)
+    progress = progress or getattr(observer, "progress", None) or NullObserver().progress
     ep = endpoint_url(endpoint)
     require_ready(ep)
     if timeout is None:
