@@ -171,8 +171,8 @@ def report_end_to_end(r: dict[str, Any]) -> None:
         steps = ", ".join(f"{l.split('/')[1]}/{f} {ms(t)}" for l, f, t in inside["steps"])
         say(f"  inside the process (--json, median of {inside['of_runs']} runs): pipeline {ms(inside['pipeline_duration_s'])} "
             f"(moto start/save + fixtures + steps), of which the handlers themselves {ms(inside['steps_s'])} [{steps}]")
-        say(f"  note: census raw hands over to census/processed: 2 layers, 3 functions, the census API fixture"
-            f" (an HTTP server on 127.0.0.1) and the S3 holding store persisted in the copy's .dorc/")
+        say("  note: census raw hands over to census/processed: 2 layers, 3 functions, the census API fixture"
+            " (an HTTP server on 127.0.0.1) and the S3 holding store persisted in the copy's .dorc/")
 
 
 # == 2. per hop ==================================================================================
@@ -768,11 +768,7 @@ def main(argv: list[str] | None = None) -> int:
     la = results["loadavg_end"]
     say(f"\nload average at end: {la}" + (f"  (busy machine: more than half of nproc={m['nproc']};"
         " expect noisy figures, compare the min columns)" if la and la[0] > m["nproc"] / 2 else ""))
-    say("\n== markdown (paste into docs) ==\n")
-    say(markdown(results))
-    if args.json:
-        print(json.dumps(results, indent=1, default=str))
-    return 0
+    return benchlib.finish(results, markdown(results), args.json)
 
 
 if __name__ == "__main__":

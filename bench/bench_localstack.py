@@ -231,32 +231,21 @@ class Recorder:
 
 # -- the Step Functions history: where an execution's time went ------------------------------------
 
-def history(sfn, arn: str) -> list[dict[str, Any]]:
-    events, token = [], None
-    while True:
-        kw = {"executionArn": arn, "maxResults": 1000}
-        if token:
-            kw["nextToken"] = token
-        page = sfn.get_execution_history(**kw)
-        events += page["events"]
-        token = page.get("nextToken")
-        if not token:
-            return events
-
-
 def timeline(sfn, arn: str, state_keys: dict[tuple[str, str], str]) -> dict[str, Any]:
     """Where an execution's time went, from the history's timestamps (child executions included).
     ``state_keys``: (state machine ARN, state name) -> function key.
 
     span = Lambda tasks + the rest of each execution (start, Choice states, transitions, end)
            + hand-over overhead (the startExecution.sync Task's wall minus the child's span)."""
+    from dorc.targets.sfn_history import execution_history
+
     out: dict[str, Any] = {"tasks": {}, "invokes": {}, "executions": 0, "other_s": 0.0, "handover_s": 0.0}
     ts = lambda ev: ev["timestamp"].timestamp()  # noqa: E731
 
     def walk(execution_arn: str) -> float:
         out["executions"] += 1
         sm_arn = execution_arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0]
-        events = history(sfn, execution_arn)
+        events = execution_history(sfn, execution_arn)
         span = ts(events[-1]) - ts(events[0])
         current, entered, started, in_tasks = None, 0.0, None, 0.0
         for ev in events:
@@ -871,11 +860,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     results["loadavg_end"] = loadavg()
     say(f"\nload average at end: {results['loadavg_end']}")
-    say("\n== markdown (paste into docs) ==\n")
-    say(markdown(results))
-    if args.json:
-        print(json.dumps(results, indent=1, default=str))
-    return 0
+    return benchlib.finish(results, markdown(results), args.json)
 
 
 if __name__ == "__main__":

@@ -61,3 +61,14 @@ def machine(distributions: tuple[str, ...]) -> dict[str, Any]:
             "python": platform.python_version(), "implementation": platform.python_implementation(),
             "executable": sys.executable, "platform": platform.platform(), "versions": versions,
             "loadavg_start": loadavg(), "dont_write_bytecode": bool(sys.dont_write_bytecode)}
+
+
+def finish(results: dict[str, Any], markdown_text: str, as_json: bool) -> int:
+    """The end of a run: the markdown block for the docs, then (``--json``) the results on stdout."""
+    import json
+
+    say("\n== markdown (paste into docs) ==\n")
+    say(markdown_text)
+    if as_json:
+        print(json.dumps(results, indent=1, default=str))
+    return 0

@@ -62,8 +62,11 @@ def validate(project: Project, instance: str | None = None, layer: str | None = 
 
 
 def reachable_plans(project: Project, start_keys: list[str], env: str, *,
-                    account_id: str = LOCAL_ACCOUNT_ID) -> dict[str, LayerPlan]:
-    """The plans of the start layers and of every layer they hand over to, transitively."""
+                    account_id: str = LOCAL_ACCOUNT_ID,
+                    planned: dict[str, LayerPlan] | None = None) -> dict[str, LayerPlan]:
+    """The plans of the start layers and of every layer they hand over to, transitively.
+    ``planned``: plans already built (same env and account), not loaded again."""
+    planned = planned or {}
     plans: dict[str, LayerPlan] = {}
     todo = list(start_keys)
     while todo:
@@ -71,16 +74,18 @@ def reachable_plans(project: Project, start_keys: list[str], env: str, *,
         if key in plans:
             continue
         inst, lay = key.split("/")
-        plan = plan_layer(project, inst, lay, env, account_id=account_id)
+        plan = planned.get(key) or plan_layer(project, inst, lay, env, account_id=account_id)
         plans[key] = plan
         if plan.handover:
             todo.append(f"{plan.handover.instance}/{plan.handover.layer}")
     return plans
 
 
-def start_layers(project: Project, instance: str, layer: str | None, env: str) -> list[str]:
+def start_layers(project: Project, instance: str, layer: str | None, env: str,
+                 planned: dict[str, LayerPlan] | None = None) -> list[str]:
     """Which layers a run starts at. With a layer: that one (its hand-overs follow, as in AWS).
-    Without: every layer of the instance that no other layer hands over to, by name."""
+    Without: every layer of the instance that no other layer hands over to, by name; the plans
+    this builds to find out are left in ``planned`` for ``reachable_plans``."""
     if layer:
         project.main_file(instance, layer)
         return [f"{instance}/{layer}"]
@@ -90,6 +95,8 @@ def start_layers(project: Project, instance: str, layer: str | None, env: str) -
     targets: set[str] = set()
     for lay in layers:
         plan = plan_layer(project, instance, lay, env)
+        if planned is not None:
+            planned[f"{instance}/{lay}"] = plan
         if plan.handover:
             targets.add(f"{plan.handover.instance}/{plan.handover.layer}")
     return [f"{instance}/{l}" for l in layers if f"{instance}/{l}" not in targets]
@@ -127,8 +134,9 @@ def run_pipeline(instance: str, layer: str | None = None, *, target: str = "loca
     project = project or find_project(config_repo)
     env = env or ("localstack" if target == "localstack" else "local")
     event_json = event if isinstance(event, bytes) else json.dumps({} if event is None else event).encode()
-    starts = start_layers(project, instance, layer, env)
-    plans = reachable_plans(project, starts, env)
+    planned: dict[str, LayerPlan] = {}
+    starts = start_layers(project, instance, layer, env, planned)
+    plans = reachable_plans(project, starts, env, planned=planned)
     results = []
     for start in starts:
         if target == "local":

@@ -149,10 +149,11 @@ def promote(
     obs = _observer()
     source_env = "preprod" if to == "prod" else to
     source_plan = plan_layer(project, instance, layer, source_env)
-    target_plan = plan_layer(project, instance, layer, to)
     obs.progress("building the local packages to compare")
     built = package_plan(source_plan, project.state_dir / "build", project.state_dir / "cache")
     local_packages = {f.key: f.package_sha256 for f in built.functions}
+    # --to preprod deploys the local build itself: the packages just built, not a second build
+    target_plan = built if to == source_env else plan_layer(project, instance, layer, to)
     if target == DeployTarget.localstack:
         from .targets.localstack import LocalStackBackend
 

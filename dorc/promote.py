@@ -184,6 +184,23 @@ def _changes(before: Deployed | None, after: Deployed, env: str) -> list[str]:
     return out or [f"{env} already ran exactly this (no change)"]
 
 
+def last_execution_since(executions: list[dict[str, Any]], deployed: Deployed) -> LastRun:
+    """The newest of a deployed state machine's executions (``ListExecutions`` items) started
+    after that deployment: an execution of older code says nothing about what runs now."""
+    from datetime import datetime, timezone
+
+    runs = executions
+    if deployed.deployed_at:
+        since = datetime.strptime(deployed.deployed_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        runs = [r for r in runs if r["startDate"] >= since]
+    if not runs:
+        return LastRun("none", None, f"no execution of {deployed.state_machine_arn.rsplit(':', 1)[-1]} "
+                                     f"since it was deployed at {deployed.deployed_at}")
+    last = max(runs, key=lambda r: r["startDate"])
+    status = {"SUCCEEDED": "succeeded", "RUNNING": "running"}.get(last["status"], "failed")
+    return LastRun(status, last["startDate"].isoformat(), f"execution {last['name']} ({last['status']})")
+
+
 def local_last_run(state_dir: Path, key: str, current_sources: dict[str, str]) -> LastRun:
     """The newest dorc run (local or LocalStack) that covered layer ``key``, and whether it ran
     these very sources."""

@@ -58,26 +58,24 @@ class PulumiProgramError(DorcError):
 
 # -- values as the mock monitor sees them ------------------------------------------------------
 
+def _map_secrets(value: Any, on_secret) -> Any:
+    if _rpc.is_rpc_secret(value):
+        return on_secret(value)
+    if isinstance(value, dict):
+        return {k: _map_secrets(v, on_secret) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_map_secrets(v, on_secret) for v in value]
+    return value
+
+
 def redact(value: Any) -> Any:
     """Replace wire-format secrets (``{<sig>: <secret-sig>, "value": ...}``) with ``[secret]``."""
-    if _rpc.is_rpc_secret(value):
-        return REDACTED
-    if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
-    return value
+    return _map_secrets(value, lambda secret: REDACTED)
 
 
 def unwrap_secrets(value: Any) -> Any:
     """The values inside secrets: for tests and for listing *names* (never for printing values)."""
-    if _rpc.is_rpc_secret(value):
-        return unwrap_secrets(value["value"])
-    if isinstance(value, dict):
-        return {k: unwrap_secrets(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [unwrap_secrets(v) for v in value]
-    return value
+    return _map_secrets(value, lambda secret: unwrap_secrets(secret["value"]))
 
 
 def is_secret(value: Any) -> bool:

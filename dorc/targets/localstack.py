@@ -89,20 +89,11 @@ class LocalStackBackend:
 
     def last_run(self, deployed):
         """The newest execution of the deployed state machine started after that deployment."""
-        from datetime import datetime, timezone
-
-        from ..promote import LastRun
+        from ..promote import last_execution_since
 
         c = Clients(self.endpoint, deployed.state_machine_arn.split(":")[3])
-        since = datetime.strptime(deployed.deployed_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         runs = c.states.list_executions(stateMachineArn=deployed.state_machine_arn, maxResults=100)["executions"]
-        runs = [r for r in runs if r["startDate"] >= since.replace(microsecond=0)]
-        if not runs:
-            return LastRun("none", None, f"no execution of {deployed.state_machine_arn.rsplit(':', 1)[-1]} "
-                                         f"since it was deployed at {deployed.deployed_at}")
-        last = max(runs, key=lambda r: r["startDate"])
-        status = {"SUCCEEDED": "succeeded", "RUNNING": "running"}.get(last["status"], "failed")
-        return LastRun(status, last["startDate"].isoformat(), f"execution {last['name']} ({last['status']})")
+        return last_execution_since(runs, deployed)
 
     def deploy(self, plan: LayerPlan, packages: dict[str, str] | None):
         from sim.fixtures import Fixtures

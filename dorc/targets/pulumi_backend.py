@@ -57,23 +57,13 @@ class PulumiBackend:
 
     def last_run(self, deployed):
         """The newest execution of the deployed state machine since it was deployed (AWS API)."""
-        from datetime import datetime, timezone
-
         import boto3
 
-        from ..promote import LastRun
+        from ..promote import last_execution_since
 
-        region = deployed.state_machine_arn.split(":")[3]
-        sfn = boto3.client("stepfunctions", region_name=region)
+        sfn = boto3.client("stepfunctions", region_name=deployed.state_machine_arn.split(":")[3])
         runs = sfn.list_executions(stateMachineArn=deployed.state_machine_arn, maxResults=100)["executions"]
-        if deployed.deployed_at:
-            since = datetime.strptime(deployed.deployed_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-            runs = [r for r in runs if r["startDate"] >= since]
-        if not runs:
-            return LastRun("none", None, f"no execution since the deployment at {deployed.deployed_at}")
-        last = max(runs, key=lambda r: r["startDate"])
-        status = {"SUCCEEDED": "succeeded", "RUNNING": "running"}.get(last["status"], "failed")
-        return LastRun(status, last["startDate"].isoformat(), f"execution {last['name']} ({last['status']})")
+        return last_execution_since(runs, deployed)
 
     def deploy(self, plan: LayerPlan, packages: dict[str, str] | None):
         self.engine.up(stack_spec(self.project, plan, packages), self.on_output)

@@ -36,6 +36,20 @@ def execute(c: Clients, plans: dict[str, LayerPlan], start: str, event_json: byt
     return result
 
 
+def execution_history(sfn, arn: str) -> list[dict[str, Any]]:
+    """Every event of an execution, all pages."""
+    events, token = [], None
+    while True:
+        kw = {"executionArn": arn, "maxResults": 1000}
+        if token:
+            kw["nextToken"] = token
+        page = sfn.get_execution_history(**kw)
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            return events
+
+
 class _HistoryReader:
     """Follows an execution (and the child executions it starts), emitting steps as they end."""
 
@@ -73,16 +87,7 @@ class _HistoryReader:
             time.sleep(0.05)
 
     def _history(self, arn: str) -> list[dict[str, Any]]:
-        events, token = [], None
-        while True:
-            kw = {"executionArn": arn, "maxResults": 1000}
-            if token:
-                kw["nextToken"] = token
-            page = self.c.states.get_execution_history(**kw)
-            events += page["events"]
-            token = page.get("nextToken")
-            if not token:
-                return events
+        return execution_history(self.c.states, arn)
 
     def _on_event(self, ev: dict[str, Any], sm_arn: str, open_step, deadline: float):
         kind = ev["type"]
