@@ -227,7 +227,7 @@ def test_timeout(project_factory):
 
     def handler(event, context):
         try:
-            time.sleep(3)
+            time.sleep(20)
         except Exception:
             pass  # a timeout cannot be swallowed by the handler
         return {"statusCode": 200, "body": {}}
@@ -240,8 +240,9 @@ def test_timeout(project_factory):
     assert step.error.type == "Sandbox.Timedout"
     assert step.error.message == "Task timed out after 1.00 seconds"
     assert "Task timed out after 1.00 seconds" in step.logs
-    assert 950 <= step.duration_ms < 2500
-    assert elapsed < 3.0
+    # stopped at the timeout, not after the handler's 20 s (wide margins for a busy CI machine)
+    assert 950 <= step.duration_ms < 5000
+    assert elapsed < 8.0
     assert len(result.steps) == 1
 
 

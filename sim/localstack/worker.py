@@ -99,15 +99,19 @@ class _InvokeHandler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
-            self.invocations.put(json.loads(body))
+            invocation = json.loads(body)
         except ValueError:
             self.send_response(400)
             self.end_headers()
             return
+        # acknowledge before queueing: a handler that kills the process (os._exit) must not cut
+        # this reply short, or the executor cannot tell a crash from a worker it never reached
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"OK")
+        self.wfile.flush()
+        self.invocations.put(invocation)
 
     def log_message(self, *args) -> None:  # keep worker.log for what matters
         pass

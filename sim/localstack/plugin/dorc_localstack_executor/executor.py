@@ -66,6 +66,7 @@ WORKER_MODULE = "sim.localstack.worker"
 READY_TIMEOUT = 15.0  # seconds; LocalStack's own limit is LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT (20 s)
 TIMEOUT_GRACE = 2.0  # the worker times calls out itself; this is only for a worker stuck in C code
 KILL_WAIT = 5.0
+EXIT_WAIT = 1.0  # a failed hand-over: how long to wait for the worker's exit before calling it a fault
 
 
 def _worker_python() -> str:
@@ -98,6 +99,14 @@ def _exit_status(code: int) -> str:
     except ValueError:
         name = str(-code)
     return "signal: " + {"kill": "killed", "segv": "segmentation fault", "term": "terminated"}.get(name, name)
+
+
+def _exits_within(proc: subprocess.Popen, seconds: float) -> bool:
+    try:
+        proc.wait(timeout=seconds)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def _localstack_host() -> str:
@@ -240,7 +249,9 @@ class DorcRuntimeExecutor(RuntimeExecutor):
                                  proxies={"http": "", "https": ""}, timeout=10)
             resp.raise_for_status()
         except Exception as exc:  # noqa: BLE001
-            raise LambdaRuntimeException(f"Could not send the invocation to the dorc worker: {exc}") from exc
+            # a worker that died meanwhile is a crash of this call (reported below), not a fault here
+            if not _exits_within(proc, EXIT_WAIT):
+                raise LambdaRuntimeException(f"Could not send the invocation to the dorc worker: {exc}") from exc
 
         deadline = started + timeout + TIMEOUT_GRACE
         while True:
