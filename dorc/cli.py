@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from .cli_options import ConfigRepo
 from .errors import DorcError
 
 app = typer.Typer(
@@ -25,11 +26,6 @@ app = typer.Typer(
 store_app = typer.Typer(help="The local holding store that persists between local runs.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 from .cli_localstack import localstack_app; app.add_typer(localstack_app, name="localstack")  # noqa: E402,E702
-
-ConfigRepo = typer.Option(
-    None, "--config-repo", envvar="CONFIG_REPO_PATH", show_envvar=True,
-    help="The pipeline-config folder (default: ./pipeline-config).",
-)
 
 
 def _project(config_repo: Optional[str]):

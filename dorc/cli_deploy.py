@@ -13,7 +13,8 @@ from typing import Optional
 
 import typer
 
-from .cli import ConfigRepo, _project, app
+from .cli import _project, app
+from .cli_options import ConfigRepo
 from .errors import DorcError
 
 SHARED = ("universal", "infra")

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 import typer
 
+from .cli_options import ConfigRepo
 from .errors import ToolMissingError
 
 PULUMI_EXTRA_HINT = "pip install 'dorc[pulumi]'"
@@ -61,9 +62,7 @@ def plan(
     env: Optional[str] = typer.Option(None, "--env", help="Environment, e.g. prod (not needed for universal)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     account_id: Optional[str] = typer.Option(None, "--account-id", help="AWS account shown in ARNs (default 000000000000; nothing is asked from AWS)."),
-    config_repo: Optional[str] = typer.Option(
-        None, "--config-repo", envvar="CONFIG_REPO_PATH", show_envvar=True,
-        help="The pipeline-config folder (default: ./pipeline-config)."),
+    config_repo: Optional[str] = ConfigRepo,
 ):
     """Show what a Pulumi stack would hold, offline: resources, key settings, package digests. Secrets are never shown."""
     require_pulumi()

@@ -101,12 +101,12 @@ def load_config(main_file: str | os.PathLike | None = None) -> PipelineConfig:
 
 
 def _find_config_root(start: Path) -> Path:
-    from .project import SETTINGS_FILE
+    from .project import SETTINGS_FILE, config_root_above
 
-    for parent in [start, *start.parents]:
-        if (parent / SETTINGS_FILE).is_file():
-            return parent
-    raise ProjectError(f"no {SETTINGS_FILE} above {start}", hint="run inside a pipeline-config folder")
+    root = config_root_above(start)
+    if root is None:
+        raise ProjectError(f"no {SETTINGS_FILE} above {start}", hint="run inside a pipeline-config folder")
+    return root
 
 
 class CreatePipeline:

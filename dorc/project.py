@@ -129,17 +129,46 @@ class Secret(str):
 
 
 def find_project(config_repo: str | os.PathLike | None = None) -> Project:
-    """``--config-repo``, else ``$CONFIG_REPO_PATH``, else ``./pipeline-config``."""
+    """``--config-repo``, else ``$CONFIG_REPO_PATH``, else ``./pipeline-config``, else the nearest
+    folder at or above the current one that holds a ``dorc.toml`` (the config repo is often its own
+    checkout, and users work inside it, as git finds its root)."""
     if config_repo is None:
-        config_repo = os.environ.get("CONFIG_REPO_PATH") or "pipeline-config"
-    root = Path(config_repo).expanduser().resolve()
+        config_repo = os.environ.get("CONFIG_REPO_PATH")
+    if config_repo is None:
+        root = _discover_root(Path.cwd())
+        if root is None:
+            raise ProjectError(
+                f"no pipeline-config found: neither ./pipeline-config nor {Path.cwd()} or a folder above it "
+                f"holds a {SETTINGS_FILE}",
+                hint="pass --config-repo PATH, set CONFIG_REPO_PATH, or run dorc inside the pipeline-config "
+                     "folder or the folder that holds it",
+            )
+    else:
+        root = Path(config_repo).expanduser().resolve()
     settings_path = root / SETTINGS_FILE
     if not settings_path.is_file():
         raise ProjectError(
             f"no pipeline-config found at {root} ({SETTINGS_FILE} missing)",
-            hint="pass --config-repo PATH, set CONFIG_REPO_PATH, or run dorc from the folder that holds pipeline-config/",
+            hint="pass --config-repo PATH, set CONFIG_REPO_PATH, or run dorc inside the pipeline-config folder "
+                 "or the folder that holds it",
         )
     return Project(root=root, settings=load_settings(settings_path))
+
+
+def _discover_root(cwd: Path) -> Path | None:
+    candidate = (cwd / "pipeline-config").resolve()
+    if (candidate / SETTINGS_FILE).is_file():
+        return candidate
+    return config_root_above(cwd)
+
+
+def config_root_above(start: Path) -> Path | None:
+    """The nearest folder at or above ``start`` holding a ``dorc.toml``."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / SETTINGS_FILE).is_file():
+            return folder
+    return None
 
 
 def load_settings(path: Path) -> Settings:

@@ -127,6 +127,23 @@ def test_run_without_a_project_exits_2(tmp_path, cli, monkeypatch):
     assert "no pipeline-config found" in res.stderr
 
 
+def test_project_is_found_from_inside_it_or_beside_it(census_repo, cli, monkeypatch):
+    # inside the config repo (its own checkout, as users often keep it), deep in a layer's folder
+    monkeypatch.chdir(census_repo / "src" / "census" / "raw" / "src")
+    res = cli("list")
+    assert res.exit_code == 0, res.stderr
+    assert f"({census_repo.resolve()})" in res.stdout
+    # beside it: ./pipeline-config wins over any dorc.toml further up
+    holder = census_repo.parent / "workspace"
+    (holder / "pipeline-config").mkdir(parents=True)
+    for item in census_repo.iterdir():
+        (holder / "pipeline-config" / item.name).symlink_to(item)
+    monkeypatch.chdir(holder)
+    res = cli("list")
+    assert res.exit_code == 0, res.stderr
+    assert f"({(holder / 'pipeline-config').resolve()})" in res.stdout
+
+
 @pytest.mark.parametrize("event", ["{not json", "{'single': 'quotes'}", ""], ids=["broken", "python-dict", "empty-file"])
 def test_run_bad_event_exits_2(echo_repo, cli, tmp_path, event):
     if event == "":
