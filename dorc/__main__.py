@@ -1,3 +1,3 @@
-from dorc.cli import main
+from dorc.cli import console_main
 
-main()
+console_main()

@@ -6,6 +6,7 @@ line or a missing tool (nothing ran).
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -227,6 +228,20 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def console_main() -> None:
+    """The ``dorc`` executable: ``main()``, then a faster exit.
+
+    What a run loaded (moto, botocore's service models) lives until the process ends; the
+    interpreter's last garbage collections would walk all of it, about 0.3 s of a 1.5 s local run.
+    Freezing moves it out of their way; files are still flushed and closed as usual. Only for the
+    process entry point: ``main()`` called in-process (tests) keeps collecting normally.
+    """
+    try:
+        main()
+    finally:
+        gc.freeze()
+
+
 def _is_usage_error(exc: Exception) -> bool:
     """typer ships its own copy of click (``typer._click``) and may also use click itself."""
     classes = []
@@ -244,4 +259,4 @@ from . import cli_deploy  # noqa: E402,F401
 from . import cli_pulumi  # noqa: E402,F401  (dorc plan)
 
 if __name__ == "__main__":
-    main()
+    console_main()
