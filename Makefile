@@ -3,7 +3,10 @@
 instance ?= census
 layer ?=
 env ?= preprod
-PYTHON ?= python3
+# The README's venv when it exists, else whatever is on PATH.
+VENV ?= .venv
+PYTHON ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,python3)
+DORC ?= $(if $(wildcard $(VENV)/bin/dorc),$(VENV)/bin/dorc,dorc)
 
 .PHONY: install run test validate bench infra/plan infra/apply infra/destroy infra/promote localstack/start localstack/stop
 
@@ -11,10 +14,10 @@ install:
 	$(PYTHON) -m pip install -e ".[test]"
 
 run:
-	dorc run $(instance) $(layer) --local
+	$(DORC) run $(instance) $(layer) --local
 
 validate:
-	dorc validate $(instance) $(layer)
+	$(DORC) validate $(instance) $(layer)
 
 test:
 	$(PYTHON) -m pytest
@@ -23,19 +26,19 @@ bench:
 	$(PYTHON) bench/bench_local.py
 
 infra/plan:
-	dorc plan $(instance) $(layer) --env $(env)
+	$(DORC) plan $(instance) $(layer) --env $(env)
 
 infra/apply:
-	dorc deploy $(instance) $(layer) --env $(env)
+	$(DORC) deploy $(instance) $(layer) --env $(env)
 
 infra/destroy:
-	dorc destroy $(instance) $(layer) --env $(env)
+	$(DORC) destroy $(instance) $(layer) --env $(env)
 
 infra/promote:
-	dorc promote $(instance) $(layer) --to $(env)
+	$(DORC) promote $(instance) $(layer) --to $(env)
 
 localstack/start:
-	dorc localstack start
+	$(DORC) localstack start
 
 localstack/stop:
-	dorc localstack stop
+	$(DORC) localstack stop

@@ -104,7 +104,7 @@ def start_layers(project: Project, instance: str, layer: str | None, env: str,
 
 def parse_event(text: str | None) -> bytes:
     """``--event``: JSON text, or ``@file.json``; default ``{}``. Returned as the JSON that is sent."""
-    if text is None or text == "":
+    if text is None:
         return b"{}"
     source = "--event"
     if text.startswith("@"):
@@ -112,7 +112,8 @@ def parse_event(text: str | None) -> bytes:
         try:
             text = path.read_text()
         except OSError as exc:
-            raise DorcError(f"cannot read the event file {path}: {exc.strerror}") from None
+            raise DorcError(f"cannot read the event file {path}: {exc.strerror}",
+                            hint="--event @FILE takes a path to a JSON file; or give the JSON itself: --event '{}'") from None
         source = str(path)
     try:
         value = json.loads(text)

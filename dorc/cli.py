@@ -6,8 +6,10 @@ line or a missing tool (nothing ran).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -27,6 +29,20 @@ app = typer.Typer(
 store_app = typer.Typer(help="The local holding store that persists between local runs.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 from .cli_localstack import localstack_app; app.add_typer(localstack_app, name="localstack")  # noqa: E402,E702
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        sys.stdout.write(f"dorc {__version__} (Python {sys.version.split()[0]})\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="Print dorc's version and exit.")) -> None:
+    """Run serverless data pipelines in-process, in LocalStack and in AWS from one definition."""
 
 
 def _project(config_repo: Optional[str]):
@@ -57,17 +73,49 @@ def run(
     if local and localstack:
         raise DorcError("choose one of --local and --localstack")
     target = "localstack" if localstack else "local"
+    if target == "local":
+        ignored = [flag for flag, given in (("--endpoint", endpoint is not None), ("--no-deploy", no_deploy),
+                                            ("--timeout", timeout is not None)) if given]
+        if ignored:
+            raise DorcError(f"{', '.join(ignored)} only appl{'ies' if len(ignored) == 1 else 'y'} to --localstack runs",
+                            hint="add --localstack, or drop " + ", ".join(ignored))
     project = _project(config_repo)
     event_json = api.parse_event(event)
     out = console(stderr=as_json)
     observer = TerminalObserver(out, show_logs=not quiet)
-    result = api.run_pipeline(instance, layer, target=target, event=event_json, env=env, project=project,
-                              observer=observer, endpoint=endpoint, deploy=not no_deploy, timeout=timeout)
+    with _stdout_fd_to_stderr(as_json):
+        result = api.run_pipeline(instance, layer, target=target, event=event_json, env=env, project=project,
+                                  observer=observer, endpoint=endpoint, deploy=not no_deploy, timeout=timeout)
     if as_json:
         sys.stdout.write(result.to_json(logs=False) + "\n")
     else:
         summary(out, result)
     raise typer.Exit(0 if result.succeeded else 1)
+
+
+@contextlib.contextmanager
+def _stdout_fd_to_stderr(active: bool):
+    """With --json, stdout carries the one JSON document: what a handler's subprocess or C code
+    writes to file descriptor 1 (past the runtime's sys.stdout swap) goes to stderr meanwhile."""
+    if not active:
+        yield
+        return
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except (OSError, ValueError):  # no real descriptors (embedded use): nothing to protect
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @app.command()
@@ -137,31 +185,46 @@ def list_(
 def runs(
     instance: Optional[str] = typer.Argument(None, help="Only this instance."),
     layer: Optional[str] = typer.Argument(None, help="Only runs that started at this layer."),
-    limit: int = typer.Option(10, "--limit", "-n", help="How many, newest first."),
+    limit: int = typer.Option(10, "--limit", "-n", min=1, help="How many, newest first."),
     config_repo: Optional[str] = ConfigRepo,
 ):
     """The recorded runs (.dorc/runs), newest first: what ran where, and how it ended."""
+    from rich import box
     from rich.table import Table
 
     from .records import read_records
     from .render import console
 
     project = _project(config_repo)
+    if instance is not None and instance not in project.instances():
+        raise DorcError(f"no pipeline instance {instance!r}",
+                        hint="instances: " + (", ".join(project.instances()) or "none") + " (see dorc list)")
     records = read_records(project.state_dir, pipeline=instance, layer=layer)[-limit:][::-1]
     out = console()
     if not records:
-        out.print("[dim]no runs recorded yet[/]")
+        which = f" of {instance}{'/' + layer if layer else ''}" if instance else ""
+        out.print(f"[dim]no runs{which} recorded yet[/]")
         return
-    table = Table(title_justify="left")
-    for col in ("started", "pipeline", "target", "env", "status", "steps", "failed at", "record"):
-        table.add_column(col)
+    rows = []
     for r in records:
         failed = next((f"{s['layer']} {s['function']}: {s['error']['type']}" for s in r.get("steps", [])
                        if s.get("error")), "")
-        table.add_row(r.get("started_at", ""), f"{r.get('pipeline')}/{r.get('layer')}", r.get("target", ""),
-                      r.get("env", ""), "[green]succeeded[/]" if r.get("status") == "succeeded" else "[red]failed[/]",
-                      str(len(r.get("steps", []))), failed, Path(r["record_path"]).name)
+        rows.append((str(r.get("started_at", "")).replace("T", " ").removesuffix("Z"),
+                     f"{r.get('pipeline')}/{r.get('layer')}", r.get("target", ""), r.get("env", ""),
+                     "[green]succeeded[/]" if r.get("status") == "succeeded" else "[red]failed[/]",
+                     str(len(r.get("steps", []))), failed))
+    columns = ["started (UTC)", "pipeline", "target", "env", "status", "steps", "failed at"]
+    if not any(row[-1] for row in rows):
+        columns.pop()
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in columns:
+        # a narrow terminal folds long cells instead of cutting them to "…"
+        table.add_column(col, overflow="fold", no_wrap=col in ("started (UTC)", "status", "steps"))
+    for row in rows:
+        table.add_row(*row[:len(columns)])
     out.print(table)
+    newest = Path(records[0]["record_path"])
+    out.print(f"[dim]records in {newest.parent} (newest: {newest.name})[/]")
 
 
 @store_app.command("ls")

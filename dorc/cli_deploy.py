@@ -42,16 +42,23 @@ def _layer_plans(project, instance: str, layer: Optional[str], env: str):
     return {f"{instance}/{l}": plan_layer(project, instance, l, env) for l in layers}
 
 
+def _require_env(instance: str, env: str | None, command: str) -> None:
+    """``universal`` is one stack per project; everything else exists once per environment."""
+    if env is None and instance != "universal":
+        raise DorcError(f"dorc {command} {instance} needs --env", hint=f"e.g. dorc {command} {instance} --env preprod")
+
+
 @app.command()
 def deploy(
     instance: str = typer.Argument(..., help="Pipeline instance, or `universal` / `infra` for the shared stacks."),
     layer: Optional[str] = typer.Argument(None, help="Layer (default: every layer of the instance)."),
-    env: str = typer.Option(..., "--env", help="Environment, e.g. preprod or prod."),
+    env: Optional[str] = typer.Option(None, "--env", help="Environment, e.g. preprod or prod (not needed for universal)."),
     target: DeployTarget = TargetOpt,
     endpoint: Optional[str] = EndpointOpt,
     config_repo: Optional[str] = ConfigRepo,
 ):
     """Build the packages and deploy the plan (create or update) to one environment."""
+    _require_env(instance, env, "deploy")
     project = _project(config_repo)
     obs = _observer()
     if target == DeployTarget.localstack:
@@ -85,15 +92,16 @@ def deploy(
 def destroy(
     instance: str = typer.Argument(..., help="Pipeline instance, or `universal` / `infra`."),
     layer: Optional[str] = typer.Argument(None, help="Layer (default: every layer of the instance)."),
-    env: str = typer.Option(..., "--env", help="Environment."),
+    env: Optional[str] = typer.Option(None, "--env", help="Environment (not needed for universal)."),
     target: DeployTarget = TargetOpt,
     endpoint: Optional[str] = EndpointOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
     config_repo: Optional[str] = ConfigRepo,
 ):
     """Delete a deployed environment's resources (the holding store's data is kept)."""
+    _require_env(instance, env, "destroy")
     project = _project(config_repo)
-    what = f"{instance}{'/' + layer if layer else ''} in {env} ({target.value})"
+    what = f"{instance}{'/' + layer if layer else ''}{' in ' + env if env else ''} ({target.value})"
     if not yes:
         if not sys.stdin.isatty():
             raise DorcError(f"refusing to destroy {what} without --yes")

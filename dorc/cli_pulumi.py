@@ -213,7 +213,8 @@ def print_stack(doc: dict) -> None:
     if doc["packages"]:
         print("  packages")
         for key, pkg in doc["packages"].items():
-            how = "built and uploaded" if pkg["uploaded"] else "promoted: already in the artifact bucket"
+            how = ("built here; a deploy uploads it" if pkg["uploaded"]
+                   else "promoted build: a deploy reuses the one in the artifact bucket")
             print(f"    {key:<12} sha256 {pkg['sha256']}  ({how})")
     if doc["outputs"]:
         print("  outputs")

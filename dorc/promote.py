@@ -184,6 +184,14 @@ def _changes(before: Deployed | None, after: Deployed, env: str) -> list[str]:
     return out or [f"{env} already ran exactly this (no change)"]
 
 
+def deployment_stamp() -> str:
+    """When a deployment is recorded, to the millisecond: an execution a moment before a
+    redeploy must not count as a run of what was deployed."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def last_execution_since(executions: list[dict[str, Any]], deployed: Deployed) -> LastRun:
     """The newest of a deployed state machine's executions (``ListExecutions`` items) started
     after that deployment: an execution of older code says nothing about what runs now."""
@@ -191,7 +199,7 @@ def last_execution_since(executions: list[dict[str, Any]], deployed: Deployed) -
 
     runs = executions
     if deployed.deployed_at:
-        since = datetime.strptime(deployed.deployed_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        since = datetime.fromisoformat(deployed.deployed_at.replace("Z", "+00:00")).astimezone(timezone.utc)
         runs = [r for r in runs if r["startDate"] >= since]
     if not runs:
         return LastRun("none", None, f"no execution of {deployed.state_machine_arn.rsplit(':', 1)[-1]} "

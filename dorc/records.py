@@ -36,8 +36,8 @@ def write_record(state_dir: Path, result: RunResult, extra: dict[str, Any] | Non
     base = f"{stamp}-{int(result.started_at * 1000) % 1000:03d}-{result.pipeline}-{result.layer}-{result.target}-{result.env}"
     path = folder / f"{base}.json"
     n = 1
-    while path.exists():  # never overwrite an earlier record
-        path = folder / f"{base}-{n}.json"
+    while path.exists():  # never overwrite an earlier record; "~n" keeps the later one sorted after
+        path = folder / f"{base}~{n}.json"
         n += 1
     doc = result.to_dict()
     if extra:
@@ -56,7 +56,7 @@ def read_records(state_dir: Path, *, pipeline: str | None = None, layer: str | N
     if not folder.is_dir():
         return []
     out = []
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.glob("*.json"), key=_record_order):
         try:
             doc = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -72,3 +72,9 @@ def read_records(state_dir: Path, *, pipeline: str | None = None, layer: str | N
         doc["record_path"] = str(path)
         out.append(doc)
     return out
+
+
+def _record_order(path: Path) -> tuple[str, int]:
+    """Names start with the start time (to the millisecond); a same-millisecond record gets "~n"."""
+    base, _, n = path.stem.partition("~")
+    return base, int(n) if n.isdigit() else 0

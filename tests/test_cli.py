@@ -373,3 +373,64 @@ def test_runs_lists_the_recorded_runs_newest_first(census_repo, cli):
     only = cli("runs", "census", "processed", "--config-repo", census_repo)
     only_rows = [line for line in only.stdout.splitlines() if "census/" in line]
     assert len(only_rows) == 1 and "census/processed" in only_rows[0] and "RawDataMissing" in only_rows[0]
+
+
+# -- command-line details ----------------------------------------------------------------------
+
+def test_json_stdout_holds_only_the_document_even_when_a_child_process_prints(project_factory):
+    child = (
+        "import subprocess, sys\n"
+        "def handler(event, context):\n"
+        "    subprocess.run(['echo', 'from a child process'], check=True)\n"
+        "    return {'statusCode': 200, 'body': 'ok'}\n"
+    )
+    repo = project_factory({"demo/main": {"main": chain_main("f1"), "functions": {"f1": child}}})
+    res = run_dorc_subprocess("run", "demo", "--json", "--config-repo", repo)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["status"] == "succeeded"  # one document, nothing else
+    assert "from a child process" in res.stderr
+
+
+@pytest.mark.parametrize("flag", [["--endpoint", "http://127.0.0.1:1"], ["--no-deploy"], ["--timeout", "5"]])
+def test_localstack_only_options_are_refused_for_a_local_run(echo_repo, cli, flag):
+    res = cli("run", "demo", "--local", *flag, "--config-repo", echo_repo)
+    assert res.exit_code == 2
+    assert f"{flag[0]} only applies to --localstack runs" in res.stderr
+    assert not (echo_repo / ".dorc" / "runs").exists()  # nothing ran
+
+
+def test_empty_event_text_is_refused(echo_repo, cli):
+    res = cli("run", "demo", "--event", "", "--config-repo", echo_repo)
+    assert res.exit_code == 2
+    assert "--event is not valid JSON" in res.stderr
+
+
+def test_runs_rejects_an_unknown_instance_and_a_limit_below_one(echo_repo, cli):
+    res = cli("runs", "nope", "--config-repo", echo_repo)
+    assert res.exit_code == 2 and "no pipeline instance 'nope'" in res.stderr and "demo" in res.stderr
+    assert cli("runs", "-n", "0", "--config-repo", echo_repo).exit_code == 2
+
+
+def test_runs_lists_newest_first_with_the_failure(failing_repo, cli):
+    assert cli("run", "demo", "--config-repo", failing_repo).exit_code == 1
+    assert cli("run", "demo", "--config-repo", failing_repo).exit_code == 1
+    res = cli("runs", "demo", "-n", "1", "--config-repo", failing_repo)
+    assert res.exit_code == 0
+    assert "demo/main" in res.stdout and "failed" in res.stdout
+    assert "demo/main f2: dorc.NonSuccessStatusCode" in res.stdout
+    rows = [line for line in res.stdout.splitlines() if line.strip().startswith("20")]
+    assert len(rows) == 1, res.stdout
+
+
+def test_version(cli):
+    from dorc import __version__
+
+    res = cli("--version")
+    assert res.exit_code == 0 and res.stdout.startswith(f"dorc {__version__} ")
+
+
+def test_deploy_needs_an_env_except_for_universal(cli, echo_repo):
+    res = cli("deploy", "infra", "--config-repo", echo_repo)
+    assert res.exit_code == 2 and "dorc deploy infra needs --env" in res.stderr
+    res = cli("deploy", "universal", "--config-repo", echo_repo)
+    assert "--env" not in res.stderr  # what stops it here is the missing Pulumi CLI, not the env

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import DorcError
+from ..promote import deployment_stamp
 from ..plan import (InfraPlan, LayerPlan, UniversalPlan, artifact_key, build_infra_plan,
                     build_universal_plan)
 from ..plan import stack_name as plan_stack_name
@@ -302,7 +303,7 @@ def deploy(plans: dict[str, LayerPlan], *, project, endpoint: str, environments:
         dep = Deployment(stack=stack_name(plan), endpoint=endpoint, plan_digest=plan.digest(),
                          packages={f.key: f.package_sha256 for f in plan.functions},
                          state_machine_arn=plan.state_machine_arn,
-                         deployed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         deployed_at=deployment_stamp(),
                          plan_settings=plan.snapshot())
         _write_deployment(project.state_dir, dep)
         out[key] = dep

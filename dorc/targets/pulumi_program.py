@@ -25,7 +25,6 @@ import base64
 import json
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -34,6 +33,7 @@ import pulumi_aws as aws
 
 from ..errors import DefinitionError, DorcError
 from ..package import ARCHITECTURE, package_plan
+from ..promote import deployment_stamp
 from ..plan import (
     InfraPlan,
     LayerPlan,
@@ -316,7 +316,7 @@ class CreateLayer(_Exporting):
         }
         if not pulumi.runtime.is_dry_run():
             # When this update ran: promotion only counts executions started after it.
-            self.outputs["deployed_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.outputs["deployed_at"] = deployment_stamp()
         self.register_outputs(self.outputs)
 
 

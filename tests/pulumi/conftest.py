@@ -7,13 +7,20 @@ needs the Pulumi CLI, plugins or AWS.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pulumi", reason="the Pulumi target needs: pip install 'dorc[pulumi]'")
-pytest.importorskip("pulumi_aws", reason="the Pulumi target needs: pip install 'dorc[pulumi]'")
+try:
+    import pulumi  # noqa: F401
+    import pulumi_aws  # noqa: F401
+except ImportError as exc:  # a developer without the extra may leave these out; CI installs it and must not
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        raise
+    sys.stderr.write(f"tests/pulumi left out: the Pulumi target needs pip install 'dorc[pulumi]' ({exc})\n")
+    collect_ignore_glob = ["test_*.py"]
 
 from pulumi_helpers import copy_pipeline_config  # noqa: E402
 
