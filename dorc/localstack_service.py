@@ -480,20 +480,62 @@ def _wait_executor(marker: Path, log: Path, alive: Callable[[], str | None], dea
         time.sleep(0.1)
 
 
+def _is_worker_of(pid: int, owner: int) -> bool:
+    """``pid`` is (now) a dorc worker of the LocalStack process ``owner`` (``... -m sim.localstack.worker --owner N``)."""
+    cmd = _cmdline(pid)
+    if "sim.localstack.worker" not in cmd or "--owner" not in cmd:
+        return False
+    i = cmd.index("--owner")
+    return i + 1 < len(cmd) and cmd[i + 1] == str(owner)
+
+
 def _worker_pids(owner: int) -> list[int]:
-    """dorc workers started by the LocalStack process ``owner`` (``... -m sim.localstack.worker --owner N``)."""
+    """dorc workers started by the LocalStack process ``owner``."""
     pids: list[int] = []
     if not Path("/proc").is_dir():
         return pids  # elsewhere the workers end themselves once LocalStack is gone (orphan watch)
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        cmd = _cmdline(int(proc.name))
-        if "sim.localstack.worker" in cmd and "--owner" in cmd:
-            i = cmd.index("--owner")
-            if i + 1 < len(cmd) and cmd[i + 1] == str(owner):
-                pids.append(int(proc.name))
+        if proc.name.isdigit() and _is_worker_of(int(proc.name), owner):
+            pids.append(int(proc.name))
     return pids
+
+
+def _session_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (from /proc)."""
+    members = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and _session_of(int(proc.name)) == sid:
+            members.append(int(proc.name))
+    return members
+
+
+def _kill_workers(owner: int, seen: list[int]) -> None:
+    """What is left of the workers of LocalStack ``owner`` once it is gone, each with its process
+    group (a handler's children too; a worker leads its own session). PIDs are checked again right
+    before each signal: a PID seen earlier may since belong to an unrelated process, never signalled."""
+    if not Path("/proc").is_dir():
+        return
+    for w in sorted(set(seen) | set(_worker_pids(owner))):  # a fresh scan: workers started meanwhile too
+        if _is_worker_of(w, owner):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(w, signal.SIGKILL)  # its group: pgid == its PID (a session of its own)
+            _wait_gone(w, 2.0)
+        elif not _pid_alive(w) and w in seen:
+            # the worker itself is gone; processes its handler started may still be in its session.
+            # While any is, the kernel does not hand the number out again: a member of session w
+            # is the worker's, and is signalled alone (no group signal to a number no worker holds)
+            for m in _session_members(w):
+                if m != w and _session_of(m) == w:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(m, signal.SIGKILL)
+        # else: the number now belongs to another process, not ours to signal
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -517,16 +559,14 @@ def _kill_host(info: ServiceInfo, grace: float = STOP_GRACE) -> None:
     pid = info.pid
     if not pid:
         return
-    workers = _worker_pids(pid)
+    workers = _worker_pids(pid)  # before the stop: LocalStack may exit without stopping them
     if _is_localstack_process(pid):
         # SIGTERM first (LocalStack stops its execution environments); hypercorn can hang on it
         _signal_group(pid, signal.SIGTERM)
-        if not _wait_gone(pid, grace):
+        if not _wait_gone(pid, grace) and _is_localstack_process(pid):
             _signal_group(pid, signal.SIGKILL)
             _wait_gone(pid, 5.0)
-    for w in set(workers) | set(_worker_pids(pid)):
-        _signal_group(w, signal.SIGKILL)
-        _wait_gone(w, 2.0)
+    _kill_workers(pid, workers)
     _children.pop(pid, None)
 
 

@@ -26,6 +26,7 @@ EXCLUDED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".git", ".venv",
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 EXCLUDED_NAMES = {".DS_Store", "requirements.txt"}
 ARCHITECTURE = "x86_64"
+PIP_TIMEOUT = 600  # seconds for one pip run that vendors a function's requirements
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,18 @@ def vendor(requirements: list[str], runtime: str, cache_dir: Path) -> Path | Non
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
            "--target", str(tmp), "--platform", f"manylinux2014_{ARCHITECTURE}", "--implementation", "cp",
            "--python-version", py, "--only-binary=:all:", *requirements]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        said = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        tail = "\n".join(said.strip().splitlines()[-6:])
+        raise PackageError(
+            f"could not vendor {', '.join(requirements)} for {runtime} ({ARCHITECTURE}): pip did not finish "
+            f"within {PIP_TIMEOUT} s and was stopped" + (f":\n{tail}" if tail else ""),
+            hint="check that the package index answers (pip honours PIP_INDEX_URL, PIP_NO_INDEX and "
+                 "PIP_FIND_LINKS); run the same `pip install` by hand to see where it hangs",
+        ) from None
     if proc.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tail = "\n".join(proc.stderr.strip().splitlines()[-6:])

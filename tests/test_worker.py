@@ -76,9 +76,13 @@ def _start_worker(tmp_path, endpoint: _Endpoint, handler_src: str) -> tuple[subp
     }
     proc = subprocess.Popen([sys.executable, "-P", "-m", "sim.localstack.worker", "--owner", str(os.getpid())],
                             cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    path, body = endpoint.next_post()
-    assert path == "/_localstack_lambda/rt1/status/rt1/ready", path
-    return proc, json.loads(body)["port"]
+    try:
+        path, body = endpoint.next_post()
+        assert path == "/_localstack_lambda/rt1/status/rt1/ready", path
+        return proc, json.loads(body)["port"]
+    except BaseException:  # no ready call (or a wrong one): the worker must not outlive the test
+        _stop(proc)
+        raise
 
 
 def _invoke(port: int, req_id: str, payload: dict) -> tuple[int, bytes]:

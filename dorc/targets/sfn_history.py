@@ -12,6 +12,9 @@ from ..plan import LayerPlan
 from ..result import RunResult, StepError, StepResult
 from .aws_deploy import TARGET, Clients
 
+LOG_WAIT = 10.0  # seconds: how long a finished step waits for its lines in CloudWatch Logs
+
+
 def execute(c: Clients, plans: dict[str, LayerPlan], start: str, event_json: bytes, observer,
             timeout: float) -> RunResult:
     plan = plans[start]
@@ -59,6 +62,7 @@ class _HistoryReader:
         self.observer = observer
         self.functions = {fn.arn: (p, fn) for p in plans.values() for fn in p.functions}
         self.by_state = {(p.state_machine_arn, fn.key): (p, fn) for p in plans.values() for fn in p.functions}
+        self.claimed: set[str] = set()  # request ids whose logs an earlier step of this run took
 
     def follow(self, execution_arn: str, timeout: float) -> tuple[str, dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -110,7 +114,8 @@ class _HistoryReader:
             return open_step | {"done": True}
         if kind == "TaskFailed" and "fn" in open_step:
             d = ev["taskFailedEventDetails"]
-            self._finish(open_step, ev, output=None, error=_error_from(d.get("error", ""), d.get("cause", "")))
+            self._finish(open_step, ev, output=None, error=_error_from(d.get("error", ""), d.get("cause", "")),
+                         request_id=_request_id_from(d.get("cause", "")))
             return open_step | {"done": True}
         if kind == "TaskSubmitted" and "handover" in open_step:
             child = json.loads(ev["taskSubmittedEventDetails"]["output"]).get("ExecutionArn")
@@ -126,9 +131,10 @@ class _HistoryReader:
                 self.observer.step_finished(step)
         return open_step
 
-    def _finish(self, open_step, ev, *, output: bytes | None, error: StepError | None) -> None:
+    def _finish(self, open_step, ev, *, output: bytes | None, error: StepError | None,
+                request_id: str | None = None) -> None:
         plan, fn = open_step["plan"], open_step["fn"]
-        logs, request_id, duration, memory = self._logs(fn, open_step["start"], ev["timestamp"])
+        logs, request_id, duration, memory = self._logs(fn, open_step["start"], request_id)
         for line in logs.splitlines():
             self.observer.log(line)
         if duration is None:
@@ -143,36 +149,112 @@ class _HistoryReader:
         self.result.steps.append(step)
         self.observer.step_finished(step)
 
-    def _logs(self, fn, start, end) -> tuple[str, str | None, float | None, int | None]:
-        """The invocation's CloudWatch lines (START..REPORT), written asynchronously: retry briefly."""
-        t_start = int(start.timestamp() * 1000) - 2000
-        t_end = int(end.timestamp() * 1000) + 5000
-        for _ in range(20):
-            try:
-                events = self.c.logs.filter_log_events(logGroupName=fn.log_group, startTime=t_start, endTime=t_end)["events"]
-            except Exception:
-                events = []
-            lines = [e["message"].rstrip("\n") for e in sorted(events, key=lambda e: (e["timestamp"], e.get("ingestionTime", 0)))]
-            chunk = _last_invocation(lines)
-            if chunk and chunk[-1].startswith("REPORT"):
+    def _logs(self, fn, start, request_id: str | None = None) -> tuple[str, str | None, float | None, int | None]:
+        """The step's own invocation in CloudWatch Logs (START..REPORT) and what its REPORT says.
+
+        LocalStack writes a call's lines from another thread, some time after the call returned (and
+        after Step Functions recorded the result), stamped with the time they are written: so no line
+        of this step's call is older than the step, and they may arrive late. Poll until the call is
+        complete (its REPORT line is there), for ``LOG_WAIT`` seconds at most. Which call is the
+        step's: the one with ``request_id`` when the result names it (failed calls do); otherwise the
+        first call that started since the step began and that no earlier step of this run took (a
+        function's calls are logged in the order they end, and the step's call ended before the
+        next one of the same function could start)."""
+        since = int(start.timestamp() * 1000)
+        deadline = time.monotonic() + LOG_WAIT
+        delay = 0.05
+        partial: list[str] | None = None
+        while True:
+            calls = _invocations(self._log_events(fn.log_group, since))
+            chunk, complete = _pick_invocation(calls, request_id, self.claimed)
+            if chunk and complete:
+                self.claimed.add(_request_id_of(chunk[0]))
                 return _parse_report(chunk)
-            time.sleep(0.05)
-        return "", None, None, None
+            partial = chunk or partial
+            if time.monotonic() >= deadline:
+                if partial:  # the step's call, never completed in the logs: what there is of it
+                    return "\n".join(partial) + "\n", _request_id_of(partial[0]), None, None
+                if request_id is not None:  # an id that no call in the logs has (not Lambda's own)
+                    chunk, complete = _pick_invocation(calls, None, self.claimed)
+                    if chunk and complete:
+                        self.claimed.add(_request_id_of(chunk[0]))
+                        return _parse_report(chunk)
+                return "", request_id, None, None
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+    def _log_events(self, log_group: str, since_ms: int) -> list[dict[str, Any]]:
+        """The log group's events since ``since_ms`` (all pages); none while the group does not exist yet."""
+        events: list[dict[str, Any]] = []
+        kw: dict[str, Any] = {"logGroupName": log_group, "startTime": since_ms}
+        try:
+            for _ in range(50):  # pages; a test's log group holds far fewer
+                page = self.c.logs.filter_log_events(**kw)
+                events += page.get("events", [])
+                token = page.get("nextToken")
+                if not token or token == kw.get("nextToken"):
+                    break
+                kw["nextToken"] = token
+        except Exception:  # noqa: BLE001 - not created yet (the first call's lines create it), or a hiccup
+            pass
+        return events
 
 
-def _last_invocation(lines: list[str]) -> list[str]:
-    starts = [i for i, l in enumerate(lines) if l.startswith("START RequestId:")]
-    if not starts:
-        return []
-    chunk = lines[starts[-1]:]
-    for i, l in enumerate(chunk):
-        if l.startswith("REPORT RequestId:"):
-            return chunk[: i + 1]
-    return chunk
+def _request_id_of(start_line: str) -> str:
+    return start_line.split("RequestId:", 1)[1].split()[0]
+
+
+def _invocations(events: list[dict[str, Any]]) -> list[tuple[list[str], bool]]:
+    """The calls in ``events``: (lines from START to REPORT, complete?), oldest first. A call's lines
+    are in one log stream, in order; lines outside a START..REPORT frame are left out."""
+    streams: dict[str, list[tuple[int, int, str]]] = {}
+    for i, e in enumerate(events):
+        streams.setdefault(e.get("logStreamName", ""), []).append((e["timestamp"], i, e["message"].rstrip("\n")))
+    calls: list[tuple[int, int, list[str], bool]] = []
+    for lines in streams.values():
+        lines.sort(key=lambda t: (t[0], t[1]))
+        current: list[str] | None = None
+        first = (0, 0)
+        for ts, i, line in lines:
+            if line.startswith("START RequestId:"):
+                if current:
+                    calls.append((*first, current, False))
+                current, first = [line], (ts, i)
+            elif current is not None:
+                current.append(line)
+                if line.startswith("REPORT RequestId:"):
+                    calls.append((*first, current, True))
+                    current = None
+        if current:
+            calls.append((*first, current, False))
+    calls.sort(key=lambda c: (c[0], c[1]))
+    return [(lines, complete) for _, _, lines, complete in calls]
+
+
+def _pick_invocation(calls: list[tuple[list[str], bool]], request_id: str | None,
+                     claimed: set[str]) -> tuple[list[str] | None, bool]:
+    for lines, complete in calls:
+        rid = _request_id_of(lines[0])
+        if request_id is not None:
+            if rid == request_id:
+                return lines, complete
+        elif rid not in claimed:
+            return lines, complete  # the first unclaimed call: wait for it to complete, not skip it
+    return None, False
+
+
+def _request_id_from(cause: str) -> str | None:
+    """The request id a Lambda error names (dorc's runtime adds it, as Lambda does)."""
+    try:
+        doc = json.loads(cause)
+    except ValueError:
+        return None
+    rid = doc.get("requestId") if isinstance(doc, dict) else None
+    return rid if isinstance(rid, str) and rid else None
 
 
 def _parse_report(chunk: list[str]) -> tuple[str, str | None, float | None, int | None]:
-    request_id = chunk[0].split("RequestId:", 1)[1].split()[0]
+    request_id = _request_id_of(chunk[0])
     duration = memory = None
     for part in chunk[-1].split("\t"):
         part = part.strip()

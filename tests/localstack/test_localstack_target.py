@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import time
+from datetime import datetime, timezone
 
 import pytest
 
@@ -15,28 +19,99 @@ pytestmark = pytest.mark.localstack
 VENDORED = """
 import os
 
-import humanize  # not installed on this machine: only the package's vendored copy can provide it
+import dorc_probe_words  # not installed here: only the package's vendored copy can provide it
 
 
 def handler(event, context):
-    here = os.path.realpath(humanize.__file__)
+    here = os.path.realpath(dorc_probe_words.__file__)
     root = os.path.realpath(os.environ["LAMBDA_TASK_ROOT"])
-    return {"statusCode": 200, "body": {"words": humanize.intword(331449281),
+    return {"statusCode": 200, "body": {"words": dorc_probe_words.intword(331449281),
                                         "from_package": here.startswith(root + os.sep)}}
 """
 
+PROBE_MODULE = """
+def intword(n):
+    return f"{n / 1_000_000:.1f} million"
+"""
 
-def test_a_vendored_requirement_is_importable_in_localstack(dorc_localstack, tmp_path):
+
+def _pure_python_wheel(folder, name: str, version: str, files: dict[str, str]):
+    """A minimal pure-Python wheel (py3-none-any) assembled by hand: no build tools, no index."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = name.replace("-", "_")
+    info = f"{dist}-{version}.dist-info"
+    contents = dict(files)
+    contents[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    contents[f"{info}/WHEEL"] = ("Wheel-Version: 1.0\nGenerator: dorc-tests\nRoot-Is-Purelib: true\n"
+                                 "Tag: py3-none-any\n")
+    record = []
+    for path, text in contents.items():
+        data = text.encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{info}/RECORD,,")
+    contents[f"{info}/RECORD"] = "\n".join(record) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{dist}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path, text in contents.items():
+            zf.writestr(path, text)
+    return wheel
+
+
+def test_a_vendored_requirement_is_importable_in_localstack(dorc_localstack, tmp_path, monkeypatch):
     with pytest.raises(ImportError):  # only the package's vendored copy may provide it
-        __import__("humanize")
+        __import__("dorc_probe_words")
+    wheels = tmp_path / "wheels"
+    _pure_python_wheel(wheels, "dorc-probe-words", "1.0.0", {"dorc_probe_words/__init__.py": PROBE_MODULE})
+    # dorc's pip runs with this environment: the local wheel only, never a package index
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # were the index used after all: no answer
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no index or links from the user's pip.conf
     root = make_project(tmp_path, {"vend/main": {"main": chain_main("f1"),
                                                  "functions": {"f1": {"lambda.py": VENDORED,
-                                                                      "requirements.txt": "humanize==4.17.0\n"}}}},
+                                                                      "requirements.txt": "dorc-probe-words==1.0.0\n"}}}},
                         name="vendored")
     result = run_pipeline("vend", "main", target="localstack", project=find_project(root),
                           endpoint=dorc_localstack.endpoint, record=False)
     assert result.succeeded, result.error
     assert result.output["body"] == {"words": "331.4 million", "from_package": True}
+
+
+ECHO_NONCE = """
+def handler(event, context):
+    nonce = event.get("nonce") or (event.get("body") or {}).get("nonce")
+    print("nonce", nonce)
+    return {"statusCode": 200, "body": {"nonce": nonce}}
+"""
+
+
+def test_each_step_reads_back_its_own_calls_logs(dorc_localstack, tmp_path):
+    """Other calls of the same functions (an earlier run, a direct invoke just before) are in the
+    same log groups: each step must get the lines of its own call."""
+    root = make_project(tmp_path, {"logsel/main": {"main": chain_main("a", "b"),
+                                                   "functions": {"a": ECHO_NONCE, "b": ECHO_NONCE}}}, name="logsel")
+    project = find_project(root)
+    ep = dorc_localstack.endpoint
+    first = run_pipeline("logsel", "main", target="localstack", project=project, endpoint=ep, event={"nonce": "one"},
+                         record=False)
+    lam = dorc_localstack.client("lambda", region_name=project.settings.region)
+    lam.invoke(FunctionName="logsel-main-a-localstack", Payload=b'{"nonce": "direct"}')
+    second = run_pipeline("logsel", "main", target="localstack", project=project, endpoint=ep, event={"nonce": "two"},
+                          record=False)
+    seen = set()
+    for result, nonce in ((first, "one"), (second, "two")):
+        assert result.succeeded, result.error
+        assert [s.function for s in result.steps] == ["a", "b"]
+        for s in result.steps:
+            assert s.request_id and s.request_id not in seen, (s.function, s.request_id)
+            seen.add(s.request_id)
+            assert s.logs.startswith(f"START RequestId: {s.request_id} "), s.logs
+            assert f"nonce {nonce}\n" in s.logs and f"REPORT RequestId: {s.request_id}\t" in s.logs, s.logs
 
 
 def test_a_rerun_repairs_a_half_done_deployment(dorc_localstack, tmp_path):
@@ -72,8 +147,6 @@ def test_an_execution_that_does_not_finish_is_stopped_with_a_clear_message(cli, 
     r = cli("run", "slow", "main", "--localstack", "--endpoint", dorc_localstack.endpoint, "--timeout", "3",
             "--json", "--config-repo", root)
     assert r.exit_code == 1
-    import json
-
     doc = json.loads(r.stdout)
     assert doc["error"]["type"] == "dorc.ExecutionTimeout"
     assert "did not finish within 3 s" in doc["error"]["message"]
@@ -107,8 +180,6 @@ def handler(event, context):
 
 
 def test_an_s3_trigger_starts_the_pipeline_when_an_object_lands(dorc_localstack, tmp_path):
-    import time
-
     main = chain_main("f1").replace(
         "    functions=[", "    trigger=S3Trigger(name='arrivals', bucket_name='{project}-holding-{env}', key_prefix='incoming/'),\n    functions=[")
     main = main.replace("from dorc import ", "from dorc import S3Trigger, ")
@@ -120,17 +191,26 @@ def test_an_s3_trigger_starts_the_pipeline_when_an_object_lands(dorc_localstack,
     sfn = dorc_localstack.client("stepfunctions", region_name="eu-west-2")
     arn = first.execution_arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0]
     s3 = dorc_localstack.client("s3", region_name="eu-west-2")
+    put_at = datetime.now(timezone.utc)  # LocalStack's clock is this host's: later executions start after it
+
+    def started_since_put():
+        runs = sfn.list_executions(stateMachineArn=arn)["executions"]
+        return [r for r in runs if r["startDate"] >= put_at and r["executionArn"] != first.execution_arn]
+
     s3.put_object(Bucket="trig-holding-localstack", Key="elsewhere/x.json", Body=b"{}")  # not under the prefix
     s3.put_object(Bucket="trig-holding-localstack", Key="incoming/2020.json", Body=b"{}")
     deadline = time.monotonic() + 30
-    triggered = []
-    while time.monotonic() < deadline and not triggered:
-        runs = sfn.list_executions(stateMachineArn=arn)["executions"]
-        triggered = [r for r in runs if r["executionArn"] != first.execution_arn and r["status"] != "RUNNING"]
+    while True:
+        runs = started_since_put()
+        if any(r["status"] != "RUNNING" for r in runs):
+            break
+        assert time.monotonic() < deadline, f"no triggered execution finished within 30 s: {runs}"
         time.sleep(0.5)
-    assert len(triggered) == 1, runs
-    out = sfn.describe_execution(executionArn=triggered[0]["executionArn"])
+    # the object outside the prefix was put first: had it triggered anything, that would have
+    # started by now; give it 2 s more all the same
+    time.sleep(2)
+    runs = started_since_put()
+    assert len(runs) == 1, runs
+    out = sfn.describe_execution(executionArn=runs[0]["executionArn"])
     assert out["status"] == "SUCCEEDED"
-    import json
-
     assert json.loads(out["output"])["body"]["key"] == "incoming/2020.json"

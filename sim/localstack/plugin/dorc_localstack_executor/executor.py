@@ -13,9 +13,10 @@ Protocol, the one LocalStack's init speaks with the Docker executor:
 The callbacks reach LocalStack's executor router, where this executor registers its own endpoint.
 
 The worker enforces the function's timeout itself (as dorc's in-process runtime does). This side
-is the fallback: a worker still busy ``TIMEOUT_GRACE`` seconds after the timeout, or one that died,
-is killed (its whole process group) and the call fails as Lambda reports it; the next call starts
-a fresh worker.
+is the fallback: a worker still busy ``TIMEOUT_GRACE`` seconds after the timeout (counted from the
+worker's acknowledgement of the call), or one that died, is killed (its whole process group) and
+the call fails as Lambda reports it, with the error keys the worker itself sends (errorMessage,
+errorType, stackTrace, requestId); the next call starts a fresh worker.
 
 Settings (LocalStack's environment, set by ``dorc localstack start``):
   DORC_WORKER_PYTHON      the interpreter that runs dorc (the worker needs dorc's ``sim`` package)
@@ -64,7 +65,9 @@ LOG = logging.getLogger(__name__)
 NAMESPACE = "/_localstack_lambda"
 WORKER_MODULE = "sim.localstack.worker"
 READY_TIMEOUT = 15.0  # seconds; LocalStack's own limit is LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT (20 s)
-TIMEOUT_GRACE = 2.0  # the worker times calls out itself; this is only for a worker stuck in C code
+# the worker times calls out itself; this is only for a worker stuck in C code (or with SIGALRM
+# blocked). Generous: a busy machine must not see the fallback fire before the worker's own timeout
+TIMEOUT_GRACE = 5.0
 KILL_WAIT = 5.0
 EXIT_WAIT = 1.0  # a failed hand-over: how long to wait for the worker's exit before calling it a fault
 
@@ -99,6 +102,13 @@ def _exit_status(code: int) -> str:
     except ValueError:
         name = str(-code)
     return "signal: " + {"kill": "killed", "segv": "segmentation fault", "term": "terminated"}.get(name, name)
+
+
+def _lambda_error(error_type: str, message: str) -> dict:
+    """Lambda's error shape, key for key as the worker sends it (``sim.runtime``'s
+    ``InvocationError.to_lambda()``; the request id is added with it): a call the fallback ends must
+    look the same as one the worker ended itself. Timeouts and exits have no stack trace."""
+    return {"errorMessage": message, "errorType": error_type, "stackTrace": []}
 
 
 def _exits_within(proc: subprocess.Popen, seconds: float) -> bool:
@@ -253,7 +263,9 @@ class DorcRuntimeExecutor(RuntimeExecutor):
             if not _exits_within(proc, EXIT_WAIT):
                 raise LambdaRuntimeException(f"Could not send the invocation to the dorc worker: {exc}") from exc
 
-        deadline = started + timeout + TIMEOUT_GRACE
+        # the worker has the call (it acknowledged it, or died with it): its own timer starts no
+        # earlier than now, so the fallback's does not either
+        deadline = time.monotonic() + timeout + TIMEOUT_GRACE
         while True:
             try:
                 return fut.result(timeout=0.05)
@@ -265,14 +277,13 @@ class DorcRuntimeExecutor(RuntimeExecutor):
                 except FutureTimeoutError:
                     pass
                 msg = f"RequestId: {req_id} Error: Runtime exited with error: {_exit_status(proc.returncode)}"
-                return self._synthetic_error(req_id, {"errorType": "Runtime.ExitError", "errorMessage": msg},
-                                             msg, started)
+                return self._synthetic_error(req_id, _lambda_error("Runtime.ExitError", msg), msg, started)
             if time.monotonic() >= deadline:
                 self._kill()
                 # the same wording as dorc's runtime (and AWS): errorType Sandbox.Timedout
                 message = f"Task timed out after {timeout:.2f} seconds"
                 ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-                return self._synthetic_error(req_id, {"errorType": "Sandbox.Timedout", "errorMessage": message},
+                return self._synthetic_error(req_id, _lambda_error("Sandbox.Timedout", message),
                                              f"{ts} {req_id} {message}", started)
 
     def get_logs(self) -> str:
