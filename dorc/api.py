@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DefinitionError, DorcError, Problem
-from .loader import LoadedPipeline, load_pipeline
+from .loader import LoadedPipeline, _rel, load_pipeline
 from .plan import LOCAL_ACCOUNT_ID, LayerPlan, build_plan, plan_problems
-from .project import Project, find_project
+from .project import LOCAL_ENVS, Project, find_project
 from .result import RunResult
+from .import_check import check_imports
 from .validate import check_definition
 
 TARGETS = ("local", "localstack")
@@ -42,23 +43,79 @@ def plan_layer(project: Project, instance: str, layer: str, env: str = "local", 
 
 
 def validate(project: Project, instance: str | None = None, layer: str | None = None,
-             env: str = "local") -> dict[str, list[Problem]]:
-    """Every layer in scope -> its problems (empty list when valid)."""
+             env: str | None = None) -> dict[str, list[Problem]]:
+    """Every layer in scope -> its problems (empty list when valid).
+
+    ``env`` None (the CLI's default): the definition as a whole, loaded and checked in every
+    environment it will meet (``environments``), since a name that fits ``-local`` may not fit
+    ``-preprod``. A given ``env``: that environment only. Problems that do not depend on the
+    environment are listed once; a broken AWS limit names the environment(s)."""
     out: dict[str, list[Problem]] = {}
     instances = [instance] if instance else project.instances()
+    known = known_layers(project)
     for inst in instances:
         for lay in ([layer] if layer else project.layers(inst)):
-            key = f"{inst}/{lay}"
-            try:
-                loaded, problems = load_layer(project, inst, lay, env)
-                try:  # the AWS limits too, when the chain is sound enough to name things
-                    problems = problems + plan_problems(build_plan(loaded))
-                except Exception:
-                    pass
-            except DefinitionError as exc:
-                problems = exc.problems
-            out[key] = problems
+            project.main_file(inst, lay)  # a layer that does not exist is the command's mistake, not a problem
+            envs = environments(project, inst, lay) if env is None else [env]
+            out[f"{inst}/{lay}"] = _layer_problems(project, inst, lay, envs, known)
     return out
+
+
+def environments(project: Project, instance: str, layer: str) -> list[str]:
+    """``local``, ``localstack``, then each environment with a ``Pulumi.<env>.yaml`` in the layer's
+    folder or in ``infra/`` (every deployed environment has an ``infra-<env>`` stack)."""
+    found: set[str] = set()
+    for folder in (project.layer_dir(instance, layer), project.root / "infra"):
+        if folder.is_dir():
+            found.update(f.name[len("Pulumi."):-len(".yaml")] for f in folder.glob("Pulumi.*.yaml"))
+    return [*LOCAL_ENVS, *sorted(found - set(LOCAL_ENVS))]
+
+
+def _layer_problems(project: Project, instance: str, layer: str, envs: list[str], known: set[str]) -> list[Problem]:
+    definition: list[Problem] = []  # the same in every environment: listed once
+    imports: list[Problem] = []
+    limits: dict[tuple, tuple[Problem, list[str]]] = {}  # one AWS limit broken in one or more envs
+    main_rel = _rel(project, project.main_file(instance, layer))
+    for env in envs:
+        try:
+            loaded = load_pipeline(project, instance, layer, env)
+        except DefinitionError as exc:
+            _add_new(definition, exc.problems)
+            continue
+        except DorcError as exc:  # no Pulumi.<env>.yaml, a setting missing for this env
+            _add_new(definition, [Problem(main_rel, f"environment {env!r}: {exc.message}"
+                                                    + (f"; fix: {exc.hint}" if exc.hint else ""))])
+            continue
+        _add_new(definition, check_definition(loaded, known))
+        _add_new(imports, check_imports(loaded))
+        try:  # the AWS limits too, when the chain is sound enough to name things
+            found = plan_problems(build_plan(loaded))
+        except Exception:
+            found = []
+        for p in found:
+            key = (p.function, _env_neutral(p.message, env))
+            if key in limits:
+                limits[key][1].append(env)
+            else:
+                limits[key] = (Problem(_rel(project, Path(p.file)), p.message, p.function), [env])
+    named = []
+    for p, envs_broken in limits.values():
+        where = f"environment {envs_broken[0]!r}"
+        if len(envs_broken) > 1:
+            where += f"; also broken in {', '.join(map(repr, envs_broken[1:]))}"
+        named.append(Problem(p.file, f"{p.message} ({where})", p.function))
+    return definition + imports + named
+
+
+def _add_new(into: list[Problem], problems: list[Problem]) -> None:
+    into.extend(p for p in problems if p not in into)
+
+
+def _env_neutral(message: str, env: str) -> str:
+    """The message with the environment's name and the numbers it changes taken out."""
+    import re
+
+    return re.sub(r"\d+", "#", re.sub(rf"-{re.escape(env)}\b", "-<env>", message))
 
 
 def reachable_plans(project: Project, start_keys: list[str], env: str, *,

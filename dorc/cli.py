@@ -122,7 +122,7 @@ def _stdout_fd_to_stderr(active: bool):
 def validate(
     instance: Optional[str] = typer.Argument(None, help="Only this instance."),
     layer: Optional[str] = typer.Argument(None, help="Only this layer."),
-    env: str = typer.Option("local", "--env", help="Environment to validate the deployed names for."),
+    env: Optional[str] = typer.Option(None, "--env", help="Check the deployed names of this environment only (default: every environment the project knows: local, localstack and each Pulumi.<env>.yaml)."),
     config_repo: Optional[str] = ConfigRepo,
 ):
     """Check definitions, handlers, the chain and AWS limits. Exit 0 valid, 2 invalid (every problem listed)."""

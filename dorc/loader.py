@@ -19,6 +19,8 @@ from .models import InvalidFunction, PipelineDefinition, collected_invalid
 from .pipeline import PipelineConfig, _capture, _Capture
 from .project import Project
 
+#: The name Pulumi's Python language host gives a program's ``__main__.py``; dorc loads it the same way.
+PROGRAM_RUN_NAME = "__main__"
 _LEGACY = {
     "infrastructure": None,
     "infrastructure.core": None,
@@ -77,11 +79,16 @@ def load_pipeline(project: Project, instance: str, layer: str, env: str) -> Load
     saved_path = list(sys.path)
     sys.path.insert(0, str(main_file.parent))
     try:
-        runpy.run_path(str(main_file), run_name="__dorc_load__")
+        # As Pulumi's Python language host runs a program: as the ``__main__`` module, so the common
+        # ``if __name__ == "__main__": CreatePipeline(...).apply()`` guard holds here too. runpy puts
+        # a fresh ``__main__`` in sys.modules while the file runs and restores the real one after.
+        runpy.run_path(str(main_file), run_name=PROGRAM_RUN_NAME)
     except ValidationError as exc:
         raise DefinitionError(_problems_from_validation(rel, exc)) from None
     except DorcError:  # a missing Pulumi.<env>.yaml, an invalid dorc.toml: said as it is
         raise
+    except SystemExit as exc:  # would end dorc itself (silently, with the file's exit code)
+        raise DefinitionError(_function_problems(rel, invalid) + [_exit_problem(rel, main_file, exc)]) from None
     except Exception as exc:  # the user's file itself is broken
         raise DefinitionError(_function_problems(rel, invalid) + [_load_failure(rel, main_file, exc)]) from None
     finally:
@@ -101,20 +108,51 @@ def load_pipeline(project: Project, instance: str, layer: str, env: str) -> Load
 
 
 def _function_problems(file: str, invalid: list[InvalidFunction]) -> list[Problem]:
-    return [Problem(file, f"{'.'.join(map(str, e['loc'])) or 'function'}: {e['msg'].removeprefix('Value error, ')}", exc.name)
-            for exc in invalid for e in exc.error.errors()]
+    out = []
+    for exc in invalid:
+        for e in exc.error.errors():
+            where = '.'.join(map(str, e['loc'])) or 'function'
+            messages = _environment_messages(e) or [e['msg'].removeprefix('Value error, ')]
+            out += [Problem(file, f"{where}: {msg}", exc.name) for msg in messages]
+    return out
+
+
+def _environment_messages(error: dict) -> list[str]:
+    """``Function.environment``'s rule stops at the first bad name; the user needs every one, so
+    the same rule is asked again about each name on its own."""
+    data = error.get("input")
+    if tuple(error.get("loc", ())) != ("environment",) or error.get("type") != "value_error" or not isinstance(data, dict):
+        return []
+    from .models import Function
+
+    messages = []
+    for key, value in data.items():
+        try:
+            Function._env({key: value})
+        except ValueError as exc:
+            messages.append(str(exc))
+    return messages
+
+
+def _user_line(main_file: Path, exc: BaseException) -> str:
+    """`` (line N: source)`` of the innermost frame in the user's file, or ``""``."""
+    import traceback
+
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if Path(frame.filename).resolve() == main_file.resolve():
+            return f" (line {frame.lineno}: {(frame.line or '').strip()})"
+    return ""
 
 
 def _load_failure(file: str, main_file: Path, exc: Exception) -> Problem:
     """Where in the user's file it broke, not where in dorc."""
-    import traceback
+    return Problem(file, f"loading failed: {type(exc).__name__}: {exc}{_user_line(main_file, exc)}")
 
-    line = ""
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if Path(frame.filename).resolve() == main_file.resolve():
-            line = f" (line {frame.lineno}: {(frame.line or '').strip()})"
-            break
-    return Problem(file, f"loading failed: {type(exc).__name__}: {exc}{line}")
+
+def _exit_problem(file: str, main_file: Path, exc: SystemExit) -> Problem:
+    code = "" if exc.code is None else repr(exc.code)
+    return Problem(file, f"called sys.exit({code}) while dorc loaded it{_user_line(main_file, exc)}; remove it: "
+                         "a pipeline definition must run to its end, under dorc as under Pulumi")
 
 
 def _rel(project: Project, path: Path) -> str:
@@ -149,4 +187,4 @@ def run_as_pulumi_program(main_file: str) -> None:
     folder = str(_Path(main_file).parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
-    runpy.run_path(main_file, run_name="__main__")
+    runpy.run_path(main_file, run_name=PROGRAM_RUN_NAME)

@@ -96,9 +96,19 @@ class Project:
                 return {}
             raise ProjectError(
                 f"no settings for environment {env!r}: {path} does not exist",
-                hint="create it (copy Pulumi.preprod.yaml) or pick another --env",
+                hint=_missing_stack_hint(path, self.settings.region),
             )
         return read_stack_config(path)
+
+
+def _missing_stack_hint(path: Path, region: str) -> str:
+    """Name a stack file that exists beside the missing one to copy, or give the smallest one."""
+    siblings = sorted(p.name for p in path.parent.glob("Pulumi.*.yaml") if p.name != path.name)
+    if siblings:
+        source = "Pulumi.preprod.yaml" if "Pulumi.preprod.yaml" in siblings else siblings[0]
+        return f"create it: copy {source} from the same folder to {path.name} and adjust its values, or pick another --env"
+    return (f"create it, e.g. with the one line `config: {{aws:region: {region}}}` plus the settings this "
+            "layer reads, or pick another --env")
 
 
 def read_stack_config(path: Path) -> dict[str, Any]:

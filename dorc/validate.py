@@ -30,22 +30,22 @@ def check_definition(pipeline: LoadedPipeline, known_layers: set[str]) -> list[P
 
 def _check_folders(p: LoadedPipeline) -> list[Problem]:
     out: list[Problem] = []
-    file = _rel(p, p.main_file)
+    file = rel_path(p, p.main_file)
     declared = [f.name for f in p.definition.functions]
     for fn in p.definition.functions:
         handler = function_dir(p, fn.name) / HANDLER_FILE
         if not handler.is_file():
-            out.append(Problem(file, f"{_rel(p, handler)} does not exist; create it with "
+            out.append(Problem(file, f"{rel_path(p, handler)} does not exist; create it with "
                                      "`def handler(event, context):`", fn.name))
             continue
         msg = handler_problem(handler)
         if msg:
-            out.append(Problem(_rel(p, handler), msg, fn.name))
+            out.append(Problem(rel_path(p, handler), msg, fn.name))
     src = p.layer_dir / "src"
     if src.is_dir():
         for d in sorted(src.iterdir()):
             if d.is_dir() and d.name not in _IGNORED_DIRS and not d.name.startswith(".") and d.name not in declared:
-                out.append(Problem(file, f"folder {_rel(p, d)} is not declared as a function; "
+                out.append(Problem(file, f"folder {rel_path(p, d)} is not declared as a function; "
                                          f"add Function(name={d.name!r}) or remove the folder"))
     return out
 
@@ -84,7 +84,7 @@ def handler_problem(path: Path) -> str | None:
 
 def _check_graph(p: LoadedPipeline, known_layers: set[str]) -> list[Problem]:
     out: list[Problem] = []
-    file = _rel(p, p.main_file)
+    file = rel_path(p, p.main_file)
     fns = p.definition.functions
     names = [f.name for f in fns]
     seen: set[str] = set()
@@ -155,7 +155,7 @@ def handover_key(instance: str, name: str) -> str:
     return name if "/" in name else f"{instance}/{name}"
 
 
-def _rel(p: LoadedPipeline, path: Path) -> str:
+def rel_path(p: LoadedPipeline, path: Path) -> str:
     """Paths as the user sees them: from the folder that holds pipeline-config."""
     base = p.config.project.root.parent
     try:

@@ -207,8 +207,9 @@ def test_lambda_name_longer_than_64(project_factory):
 
 
 def test_lambda_name_of_exactly_64_is_fine(project_factory):
+    # validate checks every environment; 'localstack' is the longest suffix this project has
     inst, layer = "i" * 20, "l" * 20
-    fn = "f" * (64 - len(f"{inst}-{layer}--local"))
+    fn = "f" * (64 - len(f"{inst}-{layer}--localstack"))
     assert layer_problems(project_factory, chain_main(fn), {fn: OK_HANDLER}, layer=f"{inst}/{layer}") == []
 
 
@@ -228,12 +229,17 @@ def test_environment_larger_than_4kb(project_factory):
 
 
 def test_limits_use_the_environment_name(project_factory):
-    # 'local' fits, a longer --env does not: the deployed names carry the environment.
+    # '-local' fits, '-localstack' does not: the deployed names carry the environment.
     inst, layer = "i" * 20, "l" * 20
     fn = "f" * (64 - len(f"{inst}-{layer}--local"))
     root = project_factory({f"{inst}/{layer}": {"main": chain_main(fn), "functions": {fn: OK_HANDLER}}})
+    (p,) = validate(find_project(root), env="localstack")[f"{inst}/{layer}"]
+    assert "deployed Lambda name" in p.message and p.message.endswith("(environment 'localstack')")
+    # no env (the CLI's default) is the definition as a whole: every environment is checked
+    (q,) = validate(find_project(root))[f"{inst}/{layer}"]
+    assert q.message.endswith("(environment 'localstack')")
+    # one env: that one only
     assert validate(find_project(root), env="local")[f"{inst}/{layer}"] == []
-    assert any("deployed Lambda name" in p.message for p in validate(find_project(root), env="localstack")[f"{inst}/{layer}"])
 
 
 # -- good definitions ------------------------------------------------------------------------

@@ -1,0 +1,224 @@
+"""Imports a function's package cannot satisfy in AWS.
+
+A handler runs locally with dorc's own environment on ``sys.path``; in AWS it has only the standard
+library, its own folder, what the Lambda Python runtime ships and what requirements.txt vendors. So
+"passes locally" would hide a ``Runtime.ImportModuleError``: this check finds it statically (``ast``;
+the user's modules are never imported). Used by ``dorc validate``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from .errors import Problem
+from .loader import LoadedPipeline
+from .models import Function
+from .validate import function_dir, rel_path as _rel
+
+#: Importable in every Lambda Python runtime without being packaged.
+LAMBDA_RUNTIME_MODULES = frozenset(
+    {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six", "awslambdaric"}
+)
+#: Standard-library modules removed in a Python version (a runtime at or above it lacks them).
+_STDLIB_REMOVED = {
+    (3, 12): frozenset({"asynchat", "asyncore", "distutils", "imp", "smtpd"}),
+    (3, 13): frozenset({"aifc", "audioop", "cgi", "cgitb", "chunk", "crypt", "imghdr", "lib2to3", "mailcap",
+                        "msilib", "nis", "nntplib", "ossaudiodev", "pipes", "sndhdr", "spwd", "sunau", "telnetlib",
+                        "uu", "xdrlib"}),
+}
+_IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+
+
+def check_imports(p: LoadedPipeline) -> list[Problem]:
+    """Every absolute import of a function's packaged ``.py`` files that AWS could not satisfy.
+
+    Statically (``ast``): the user's modules are never imported. Imports guarded by ``try: ...
+    except ImportError``, ``if TYPE_CHECKING:`` or ``if __name__ == "__main__":`` are not checked.
+    """
+    from .package import _source_files
+
+    out: list[Problem] = []
+    seen: set[str] = set()
+    for fn in p.definition.functions:
+        folder = function_dir(p, fn.name)
+        if fn.name in seen or not folder.is_dir():
+            continue
+        seen.add(fn.name)
+        files = _source_files(folder)  # what the package holds: the same files, the same exclusions
+        local = {arc.split("/", 1)[0].split(".", 1)[0] for arc, _ in files}
+        declared = _declared(folder)
+        provided = _closure(declared)
+        stdlib = _stdlib_of(fn.runtime)
+        for arc, path in sorted(files):
+            if not arc.endswith(".py"):
+                continue
+            try:
+                tree = ast.parse(path.read_text(), filename=str(path))
+            except (SyntaxError, ValueError, UnicodeDecodeError):
+                continue  # lambda.py's own syntax errors are reported by the handler check
+            reported: set[str] = set()
+            for module, line in _absolute_imports(tree):
+                if module in reported or module in local or module in LAMBDA_RUNTIME_MODULES:
+                    continue
+                msg = _import_problem(p, folder, fn, module, line, stdlib, declared, provided)
+                if msg:
+                    reported.add(module)
+                    out.append(Problem(_rel(p, path), msg, fn.name))
+    return out
+
+
+def _import_problem(p: LoadedPipeline, folder: Path, fn: Function, module: str, line: int, stdlib: frozenset[str],
+                    declared: set[str], provided: set[str]) -> str | None:
+    if module in stdlib:
+        return None
+    dists = _distributions().get(module, [])
+    if any(_normalize(d) in provided for d in dists) or _normalize(module) in declared:
+        return None
+    requirements = _rel(p, folder / "requirements.txt")
+    if any(module in names for names in _STDLIB_REMOVED.values()):
+        return (f"line {line}: imports {module!r}, which is not in the standard library of {fn.runtime} (the "
+                f"function's runtime: Python removed it); use a replacement, or declare a backport in {requirements}")
+    if dists:
+        dist, why = dists[0], "it imports here only because dorc's own environment has it"
+    else:
+        dist, why = module, "it is not installed here either"
+    return (f"line {line}: imports {module!r}, which Lambda's {fn.runtime} runtime does not provide and no "
+            f"requirements.txt declares ({why}; in AWS the function fails with Runtime.ImportModuleError); "
+            f"add {dist} to {requirements} (or to the layer's {_rel(p, p.layer_dir / 'requirements.txt')})")
+
+
+def _absolute_imports(tree: ast.AST) -> list[tuple[str, int]]:
+    """``(top-level module, line)`` of each absolute import that runs unguarded, at any depth."""
+    out: list[tuple[str, int]] = []
+    try_types = tuple(t for t in (ast.Try, getattr(ast, "TryStar", None)) if t is not None)
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.Import):
+            out.extend((a.name.split(".")[0], node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module:
+                out.append((node.module.split(".")[0], node.lineno))
+        elif isinstance(node, try_types) and any(_catches_import_error(h) for h in node.handlers):
+            for child in (*node.handlers, *node.orelse, *node.finalbody):
+                visit(child)
+        elif isinstance(node, ast.If) and (_is_type_checking(node.test) or _is_main_guard(node.test)):
+            for child in node.orelse:
+                visit(child)
+        else:
+            for child in ast.iter_child_nodes(node):
+                visit(child)
+
+    visit(tree)
+    return out
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    if handler.type is None:
+        return True
+    types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(_dotted_tail(t) in _IMPORT_ERRORS for t in types)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return _dotted_tail(test) == "TYPE_CHECKING"
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``if __name__ == "__main__":``: the Lambda runtime imports lambda.py as a module, never as the script."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
+            and any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides))
+
+
+def _dotted_tail(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
+
+
+def _stdlib_of(runtime: str) -> frozenset[str]:
+    """This interpreter's standard-library names, corrected to the function's runtime version."""
+    import sys
+
+    try:
+        version = tuple(int(x) for x in runtime.removeprefix("python").split(".")[:2])
+    except ValueError:
+        version = sys.version_info[:2]
+    names = set(sys.stdlib_module_names).union(*_STDLIB_REMOVED.values())
+    for removed_in, modules in _STDLIB_REMOVED.items():
+        if version >= removed_in:
+            names -= modules
+    return frozenset(names)
+
+
+def _normalize(name: str) -> str:
+    """PEP 503."""
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_name(line: str) -> str | None:
+    """The distribution a requirements.txt line installs: ``name[extra]>=1 ; marker``, ``name @ url``,
+    ``...#egg=name``, a wheel's or an archive's file name, a repository URL; None for options (``-r``)."""
+    import re
+
+    egg = re.search(r"[#&]egg=([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+    if egg:
+        return egg.group(1)
+    if line.startswith("-"):
+        return None
+    if "://" in line.split(" @ ", 1)[0] or line.endswith((".whl", ".tar.gz", ".zip")):
+        tail = line.split("#", 1)[0].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].split("@", 1)[0]
+        tail = re.sub(r"(\.git|\.whl|\.tar\.gz|\.zip)$", "", tail)
+        return re.split(r"-(?=\d)", tail, maxsplit=1)[0] or None  # name-1.0-py3-none-any -> name
+    m = re.match(r"([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)", line)
+    return m.group(1) if m else None
+
+
+def _declared(folder: Path) -> set[str]:
+    """Normalized names in the function's and the layer's requirements.txt (as packaging reads them)."""
+    from .package import requirements_for
+
+    names = (_requirement_name(line.strip()) for line in requirements_for(folder))
+    return {_normalize(n) for n in names if n}
+
+
+def _closure(declared: set[str]) -> set[str]:
+    """``declared`` and what they depend on, as far as the distributions installed here tell: pip
+    vendors those too, so importing one works in AWS."""
+    import importlib.metadata as md
+    import re
+
+    out, todo = set(declared), list(declared)
+    while todo:
+        try:
+            requires = md.distribution(todo.pop()).requires or []
+        except md.PackageNotFoundError:
+            continue
+        for req in requires:
+            if re.search(r"\bextra\s*==", req):
+                continue
+            name = _requirement_name(req)
+            if name and _normalize(name) not in out:
+                out.add(_normalize(name))
+                todo.append(_normalize(name))
+    return out
+
+
+_DISTRIBUTIONS: dict[str, list[str]] | None = None
+
+
+def _distributions() -> dict[str, list[str]]:
+    """Top-level import name -> distributions installed here (read once; scanning is slow)."""
+    global _DISTRIBUTIONS
+    if _DISTRIBUTIONS is None:
+        import importlib.metadata as md
+
+        _DISTRIBUTIONS = md.packages_distributions()
+    return _DISTRIBUTIONS
