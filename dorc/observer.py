@@ -12,7 +12,12 @@ class Observer(Protocol):
         """A deployment stage (LocalStack, Pulumi): "created function …"."""
 
     def step_started(self, layer: str, function: str, deployed_name: str) -> None: ...
-    def log(self, line: str) -> None: ...
+
+    def log(self, line: str) -> None:
+        """One line of the running function's log (START, its own lines, END, REPORT), as it is
+        written. In-process, the handler waits while this runs (the runtime does not count that
+        time against its timeout or Duration): keep it cheap, a handler may print 100,000 lines."""
+
     def step_finished(self, step: StepResult) -> None: ...
 
 

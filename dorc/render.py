@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import threading
+import time
 
 from rich.console import Console
+from rich.control import strip_control_codes
 from rich.table import Table
 from rich.text import Text
 
@@ -17,32 +21,106 @@ def console(stderr: bool = False) -> Console:
     return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=True)
 
 
+_FRAME = ("START ", "END ", "REPORT ")  # the runtime's own lines, dim
+FLUSH_EVERY = 0.05  # s: on a terminal, log lines are drawn in batches at most this far apart
+
+
 class TerminalObserver:
-    """Prints each step's START/logs/END/REPORT as it happens; a spinner on a real terminal."""
+    """Prints each step's START/logs/END/REPORT as it happens; a spinner on a real terminal.
+
+    A handler may print a great many lines, and each costs it nothing in Lambda; here each is
+    drawn while the handler waits (the runtime does not count that time as the handler's, but it
+    is still the run's). So a line costs little: not on a terminal, it is written as plain text,
+    as rich would have written it; on a terminal (styles, the spinner) lines are drawn by rich in
+    batches, at most ``FLUSH_EVERY`` apart, the last ones by a helper thread when the handler
+    goes quiet.
+    """
 
     def __init__(self, out: Console, *, show_logs: bool = True):
         self.out = out
         self.show_logs = show_logs
         self._status = None
+        self._plain = not out.is_terminal  # no styles, no spinner: plain text is what rich writes
+        self._lock = threading.RLock()
+        self._pending: list[str] = []
+        self._drawn_at = 0.0
+        self._quiet = threading.Condition(self._lock)
+        self._drawer: threading.Thread | None = None
 
     def progress(self, message: str) -> None:
         """Deployment stages (LocalStack, Pulumi): one dim line each."""
-        self.out.print(Text("  · " + message, style="dim"))
+        with self._lock:
+            self._draw()
+            self.out.print(Text("  · " + message, style="dim"))
 
     def step_started(self, layer: str, function: str, deployed_name: str) -> None:
-        self.out.print(Text.assemble(("▶ ", "bold cyan"), (f"{layer} ", "cyan"), (function, "bold"),
-                                     (f"  ({deployed_name})", "dim")))
-        if self.out.is_terminal:
-            self._status = self.out.status(f"running {layer} {function}…", spinner="dots")
-            self._status.start()
+        with self._lock:
+            self._draw()
+            self.out.print(Text.assemble(("▶ ", "bold cyan"), (f"{layer} ", "cyan"), (function, "bold"),
+                                         (f"  ({deployed_name})", "dim")))
+            if self.out.is_terminal:
+                self._status = self.out.status(f"running {layer} {function}…", spinner="dots")
+                self._status.start()
 
     def log(self, line: str) -> None:
         if not self.show_logs:
             return
-        style = "dim" if line.startswith(("START ", "END ", "REPORT ")) else None
-        self.out.print(Text("  " + line, style=style or ""))
+        with self._lock:
+            if self._plain:
+                if "\t" in line and not line.isascii():  # rich measures wide characters for a tab
+                    self.out.print(Text("  " + line))
+                    return
+                file = self.out.file
+                file.write(strip_control_codes("  " + line).expandtabs(8) + "\n")
+                file.flush()
+                return
+            self._pending.append(line)
+            if time.monotonic() - self._drawn_at >= FLUSH_EVERY:
+                self._draw()
+            elif self._drawer is None:
+                self._drawer = threading.Thread(target=self._draw_when_quiet, daemon=True, name="dorc-log-drawer")
+                self._drawer.start()
+            elif len(self._pending) == 1:
+                self._quiet.notify()
+
+    def _draw(self) -> None:
+        """Draws the pending lines as one text (the lock held)."""
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        text = Text()
+        for i, line in enumerate(lines):
+            if i:
+                text.append("\n")
+            text.append("  " + line, style="dim" if line.startswith(_FRAME) else "")
+        self.out.print(text)
+        self._drawn_at = time.monotonic()
+
+    def _draw_when_quiet(self) -> None:
+        """Lines a handler printed just after a batch, before going quiet, are not left waiting."""
+        with self._lock:
+            while self._drawer is threading.current_thread():
+                if self._pending:
+                    wait = self._drawn_at + FLUSH_EVERY - time.monotonic()
+                    if wait <= 0:
+                        self._draw()
+                        continue
+                    self._quiet.wait(wait)
+                else:
+                    self._quiet.wait()
+
+    def _stop_drawer(self) -> None:
+        drawer, self._drawer = self._drawer, None
+        if drawer is not None:
+            self._quiet.notify_all()
 
     def step_finished(self, step: StepResult) -> None:
+        with self._lock:
+            self._draw()
+            self._stop_drawer()
+            self._step_finished(step)
+
+    def _step_finished(self, step: StepResult) -> None:
         if self._status is not None:
             self._status.stop()
             self._status = None
@@ -66,7 +144,7 @@ def summary(out: Console, result: RunResult) -> None:
     table.add_column("statusCode", justify="right")
     for s in result.steps:
         out_val = s.output if s.output_json is not None and len(s.output_json) < 1_000_000 else None
-        code = str(out_val.get("statusCode")) if isinstance(out_val, dict) and "statusCode" in out_val else "-"
+        code = json.dumps(out_val.get("statusCode")) if isinstance(out_val, dict) and "statusCode" in out_val else "-"
         table.add_row(
             s.layer, s.function,
             Text("succeeded", style="green") if s.succeeded else Text(f"failed ({s.error.type})" if s.error else "failed", style="red"),

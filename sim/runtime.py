@@ -9,17 +9,24 @@ What it reproduces, because handlers can observe it:
 - Lambda's environment variables plus the function's own are set around each call and restored;
 - the event is the JSON text the caller sent, the result must survive ``json.dumps``;
 - a call running past its timeout fails as "Task timed out after N.NN seconds";
-- ``sys.exit()`` fails the call (Runtime.ExitError) instead of ending the host process;
-- output is framed as in CloudWatch: START, the handler's own lines, END, REPORT.
+- ``sys.exit()`` fails the call (Runtime.ExitError) instead of ending the host process, and so
+  does ``os._exit()`` when the process is shared with dorc (in-process runs); the next call is
+  then a cold start, as after a crashed Lambda runtime;
+- output is framed as in CloudWatch: START, the handler's own lines, END, REPORT;
+- writing a log line costs the function next to nothing, as in Lambda: the time the sink spends
+  on a line (rendering it on a terminal) is not the handler's, neither for its timeout nor for
+  its Duration nor for ``get_remaining_time_in_millis()``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import importlib.util
 import io
 import json
 import logging
+import operator
 import os
 import resource
 import signal
@@ -84,10 +91,50 @@ class InvocationResult:
         return self.error is None
 
 
+class _CallClock:
+    """The call's own time: wall time minus the time the handler waited on the log sink.
+
+    The sink is dorc's (a terminal, a file); in Lambda a ``print`` hands its line to a pipe and
+    the function goes on. So the clock stops while the thread running the handler (``owner``)
+    is in the sink, and the timeout, the REPORT's Duration and ``get_remaining_time_in_millis()``
+    read it. Lines from the handler's own threads do not stop it: the handler does not wait for
+    them (when it prints meanwhile and waits for the sink, that wait stops the clock).
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.start = time.monotonic()
+        self.paused = 0.0
+        self.owner = threading.get_ident()
+        self.inside = 0  # the owner's sink calls in progress
+        self.alarm_pending = False  # SIGALRM came during the owner's sink call: decided when it returns
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start - self.paused
+
+    def remaining(self) -> float:
+        return self.timeout - self.elapsed()
+
+    def check_alarm(self) -> None:
+        """The timer expired: time out, or wait again for the time the sink added."""
+        remaining = self.remaining()
+        if remaining <= 0.0005:
+            raise _TimedOut()
+        signal.setitimer(signal.ITIMER_REAL, remaining)
+
+    def on_alarm(self, signum, frame) -> None:
+        """SIGALRM's handler, in the main thread, which runs the handler: if it is in the sink
+        now, the sink call decides when it returns (a timeout there would be the sink's)."""
+        if self.inside:
+            self.alarm_pending = True
+            return
+        self.check_alarm()
+
+
 class LambdaContext:
     """The ``context`` argument, with the attributes and method Lambda's runtime provides."""
 
-    def __init__(self, spec: FunctionSpec, request_id: str, deadline: float, log_stream: str):
+    def __init__(self, spec: FunctionSpec, request_id: str, clock: _CallClock, log_stream: str):
         self.function_name = spec.name
         self.function_version = "$LATEST"
         self.invoked_function_arn = spec.arn
@@ -97,10 +144,10 @@ class LambdaContext:
         self.log_stream_name = log_stream
         self.identity = None
         self.client_context = None
-        self._deadline = deadline
+        self._clock = clock
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        return max(0, int(self._clock.remaining() * 1000))
 
     def __repr__(self) -> str:
         return f"LambdaContext(function_name={self.function_name!r}, aws_request_id={self.aws_request_id!r})"
@@ -111,6 +158,60 @@ _NO_EVENT = object()
 
 class _TimedOut(BaseException):
     """BaseException so that a handler's ``except Exception`` cannot swallow the timeout."""
+
+
+class _ProcessExit(BaseException):
+    """What ``os._exit(code)`` raises while an in-process handler runs, instead of ending dorc."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+class _ExitGuard:
+    """While a handler shares dorc's process, ``os._exit`` fails its call instead of ending the
+    process (``sys.exit`` needs no such help: SystemExit is an exception already).
+
+    The guard also remembers the call, so a handler that catches the exception (``except
+    BaseException``) still fails: in Lambda its process would be gone. Guards nest (a handler
+    running another function in-process); ``os._exit`` is put back when the outermost ends,
+    always. Code that took its own reference meanwhile (``from os import _exit`` in lambda.py)
+    keeps the replacement: outside any guard it ends the process as the original does.
+    """
+
+    _active: list["_ExitGuard"] = []
+    _saved: Callable[[int], Any] | None = None
+
+    def __init__(self) -> None:
+        self.code: int | None = None
+
+    def __enter__(self) -> "_ExitGuard":
+        cls = _ExitGuard
+        if not cls._active:
+            cls._saved = os._exit
+            os._exit = _guarded_exit
+        cls._active.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        cls = _ExitGuard
+        cls._active.remove(self)
+        if not cls._active and cls._saved is not None:
+            os._exit = cls._saved
+            cls._saved = None
+
+
+_real_os_exit = os._exit
+
+
+def _guarded_exit(code: int) -> None:
+    code = operator.index(code)  # os._exit's own TypeError for anything but an integer
+    if _ExitGuard._active:
+        guard = _ExitGuard._active[-1]
+        if guard.code is None:
+            guard.code = code
+        raise _ProcessExit(code)
+    (_ExitGuard._saved or _real_os_exit)(code)
 
 
 class _LineWriter(io.TextIOBase):
@@ -231,14 +332,30 @@ class FunctionRuntime:
         anyway and keeps no reference to it (saves a second ``json.loads`` per hop)."""
         request_id = request_id or str(uuid.uuid4())
         lines: list[str] = []
+        sink, monotonic, get_ident = self._sink, time.monotonic, threading.get_ident
+        clock: _CallClock | None = None  # while the function runs: sink time is not its time
 
         def emit(line: str) -> None:
             lines.append(line)
-            self._sink(line)
+            c = clock
+            if c is None or get_ident() != c.owner:
+                sink(line)
+                return
+            # in this order: an alarm between any two of these lines is either decided by the
+            # signal handler on the updated clock or left pending for the check below
+            c.inside += 1
+            t0 = monotonic()
+            try:
+                sink(line)
+            finally:
+                c.paused += monotonic() - t0
+                c.inside -= 1
+                if c.alarm_pending and not c.inside:
+                    c.alarm_pending = False
+                    c.check_alarm()
 
         emit(f"START RequestId: {request_id} Version: $LATEST")
-        start = time.monotonic()
-        deadline = start + self.spec.timeout
+        clock = _CallClock(self.spec.timeout)
         init_ms = None
         payload: bytes | None = None
         error: InvocationError | None = None
@@ -247,22 +364,29 @@ class FunctionRuntime:
         log_handler = _LambdaLogHandler(emit, request_id)
         saved_streams = sys.stdout, sys.stderr
         root = logging.getLogger()
-        with _Environ(env):
+        guard = _ExitGuard() if self._isolate else contextlib.nullcontext()
+        with _Environ(env), guard:
             sys.stdout, sys.stderr = out, err
             root.addHandler(log_handler)
             try:
                 if self._handler is None:
-                    t0 = time.monotonic()
-                    error = self._load()
-                    init_ms = (time.monotonic() - t0) * 1000
+                    t0 = clock.elapsed()
+                    error = self._load(request_id)
+                    init_ms = (clock.elapsed() - t0) * 1000
                 if error is None:
-                    payload, error = self._call(event_json, event, request_id, deadline)
+                    payload, error = self._call(event_json, event, request_id, clock)
             finally:
                 out.flush()
                 err.flush()
                 root.removeHandler(log_handler)
                 sys.stdout, sys.stderr = saved_streams
-        duration = (time.monotonic() - start) * 1000
+        duration = clock.elapsed() * 1000
+        clock = None
+        if isinstance(guard, _ExitGuard) and guard.code is not None:
+            # os._exit, even if the handler caught what it raised: the process would be gone
+            payload, error = None, _exit_error(guard.code, request_id)
+        if error is not None and error.type == "Runtime.ExitError":
+            self._reset()  # the runtime exited: the next call starts a new environment
         if error is not None and error.type == "Sandbox.Timedout":
             emit(f"{_iso_now()} {request_id} {error.message}")
         elif error is not None:  # as Lambda's runtime logs an unhandled error
@@ -281,8 +405,13 @@ class FunctionRuntime:
         emit(report)
         return InvocationResult(request_id, payload, error, duration, init_ms, max_mem, "\n".join(lines) + "\n")
 
+    def _reset(self) -> None:
+        self._handler = None
+        self._own_modules = {}
+        sys.path_importer_cache.pop(self._folder, None)
+
     # -- init: import the handler module from the function's folder ------------------------
-    def _load(self) -> InvocationError | None:
+    def _load(self, request_id: str) -> InvocationError | None:
         module_name, _, func_name = self.spec.handler.rpartition(".")
         path = Path(self._folder) / (module_name.replace(".", "/") + ".py")
         sys.path_importer_cache.pop(self._folder, None)  # files may have changed since a last run
@@ -303,7 +432,9 @@ class FunctionRuntime:
             return InvocationError("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}",
                                    _user_frames(exc))
         except SystemExit as exc:
-            return _exit_error(exc)
+            return _exit_error(_system_exit_status(exc), request_id)
+        except _ProcessExit as exc:
+            return _exit_error(exc.code, request_id)
         except Exception as exc:
             return InvocationError(type(exc).__name__, str(exc), _user_frames(exc))
         finally:
@@ -315,21 +446,23 @@ class FunctionRuntime:
         self._handler = handler
         return None
 
-    def _call(self, event_json: str | bytes, event: Any, request_id: str, deadline: float) -> tuple[bytes | None, InvocationError | None]:
+    def _call(self, event_json: str | bytes, event: Any, request_id: str, clock: _CallClock) -> tuple[bytes | None, InvocationError | None]:
         if event is _NO_EVENT:
             try:
                 event = json.loads(event_json)
             except ValueError as exc:
                 return None, InvocationError("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}")
-        context = LambdaContext(self.spec, request_id, deadline, self._log_stream)
+        context = LambdaContext(self.spec, request_id, clock, self._log_stream)
         assert self._handler is not None
         entered = self._enter_code()  # imports made inside the handler resolve in its own folder too
         try:
-            result = _with_timeout(lambda: self._handler(event, context), self.spec.timeout)
+            result = _with_timeout(lambda: self._handler(event, context), clock)
         except _TimedOut:
             return None, InvocationError("Sandbox.Timedout", f"Task timed out after {self.spec.timeout:.2f} seconds")
         except SystemExit as exc:
-            return None, _exit_error(exc, request_id)
+            return None, _exit_error(_system_exit_status(exc), request_id)
+        except _ProcessExit as exc:
+            return None, _exit_error(exc.code, request_id)
         except KeyboardInterrupt:
             raise
         except Exception as exc:
@@ -369,23 +502,28 @@ class FunctionRuntime:
                 del sys.modules[name]
 
 
-def _with_timeout(fn: Callable[[], Any], timeout: float) -> Any:
+def _with_timeout(fn: Callable[[], Any], clock: _CallClock) -> Any:
     """SIGALRM interrupts the handler where it is (sleeps, loops); off the main thread, fall back
-    to waiting for a worker thread, which cannot be killed and is left to finish in the background."""
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        def on_alarm(signum, frame):
-            raise _TimedOut()
+    to waiting for a worker thread, which cannot be killed and is left to finish in the background.
 
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, timeout)
+    Either way the limit is on ``clock``, which stops while the handler waits on the log sink:
+    an alarm that comes then is decided when the sink returns, one that comes early is set
+    again for the time the sink added."""
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        previous = signal.signal(signal.SIGALRM, clock.on_alarm)
         try:
+            signal.setitimer(signal.ITIMER_REAL, max(clock.remaining(), 0.0001))
             return fn()
         finally:
+            clock.alarm_pending = False
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
     box: dict[str, Any] = {}
 
+    caller = clock.owner
+
     def run():
+        clock.owner = threading.get_ident()
         try:
             box["value"] = fn()
         except BaseException as exc:  # handed back to the caller's thread
@@ -393,18 +531,29 @@ def _with_timeout(fn: Callable[[], Any], timeout: float) -> Any:
 
     worker = threading.Thread(target=run, daemon=True, name="dorc-handler")
     worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise _TimedOut()
+    try:
+        while True:
+            worker.join(max(clock.remaining(), 0.01))
+            if not worker.is_alive():
+                break
+            if clock.remaining() <= 0 and not clock.inside:
+                raise _TimedOut()
+    finally:
+        clock.owner = caller  # a handler left running in the background no longer stops the clock
     if "error" in box:
         raise box["error"]
     return box.get("value")
 
 
-def _exit_error(exc: SystemExit, request_id: str = "") -> InvocationError:
-    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+def _system_exit_status(exc: SystemExit) -> int:
+    """The process's exit status for ``sys.exit(code)``: None is 0, a message is 1."""
+    return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+
+
+def _exit_error(status: int, request_id: str) -> InvocationError:
+    """Lambda's error when the runtime process ends during a call (sys.exit, os._exit)."""
     return InvocationError("Runtime.ExitError",
-                           f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}".strip())
+                           f"RequestId: {request_id} Error: Runtime exited with error: exit status {status}")
 
 
 def _user_frames(exc: BaseException) -> list[str]:
