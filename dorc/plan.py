@@ -239,6 +239,52 @@ def check_state(fn: str) -> str:
     return f"{fn} returned"
 
 
+CONTRACT = "a handler must return a JSON object with a numeric 'statusCode' and a 'body'"
+
+
+def contract_guard(key: str, on_success: str) -> dict[str, Any]:
+    """The Choice after each function: the first broken rule picks the Fail state that names it."""
+    return {
+        "Type": "Choice",
+        "Choices": [
+            {"Not": {"Variable": "$.statusCode", "IsPresent": True}, "Next": f"{key} returned no statusCode"},
+            {"Not": {"Variable": "$.statusCode", "IsNumeric": True}, "Next": f"{key} returned a non-numeric statusCode"},
+            {"Not": {"Variable": "$.body", "IsPresent": True}, "Next": f"{key} returned no body"},
+            {
+                "And": [
+                    {"Variable": "$.statusCode", "NumericGreaterThanEquals": 200},
+                    {"Variable": "$.statusCode", "NumericLessThan": 300},
+                ],
+                "Next": on_success,
+            },
+        ],
+        "Default": f"{key} failed",
+    }
+
+
+def contract_failures(key: str) -> dict[str, dict[str, Any]]:
+    """Fail states with the reason in the cause; a non-2xx one quotes the code (``CausePath``)."""
+    return {
+        f"{key} returned no statusCode": {
+            "Type": "Fail", "Error": ERROR_CONTRACT,
+            "Cause": f"{key} returned no 'statusCode' (not a JSON object, or an object without it): {CONTRACT}",
+        },
+        f"{key} returned a non-numeric statusCode": {
+            "Type": "Fail", "Error": ERROR_CONTRACT,
+            "Cause": f"{key} returned a 'statusCode' that is not a number (\"200\", a string, is not 200): {CONTRACT}",
+        },
+        f"{key} returned no body": {
+            "Type": "Fail", "Error": ERROR_CONTRACT,
+            "Cause": f"{key} returned no 'body': {CONTRACT}",
+        },
+        f"{key} failed": {
+            # function names are [A-Za-z0-9_-]: nothing to escape in the intrinsic's string literal
+            "Type": "Fail", "Error": ERROR_STATUS,
+            "CausePath": f"States.Format('{key} returned statusCode {{}}, outside 200-299', $.statusCode)",
+        },
+    }
+
+
 def build_asl(description: str, functions: list[FunctionPlan], handover: Handover | None) -> dict[str, Any]:
     """Each function is a Task whose output is the next one's input, guarded by a Choice that
     stops the execution on a broken contract or a non-2xx ``statusCode``."""
@@ -260,37 +306,8 @@ def build_asl(description: str, functions: list[FunctionPlan], handover: Handove
                        "BackoffRate": 2.0}],
             "Next": check_state(fn.key),
         }
-        states[check_state(fn.key)] = {
-            "Type": "Choice",
-            "Choices": [
-                {
-                    "Not": {"And": [
-                        {"Variable": "$.statusCode", "IsPresent": True},
-                        {"Variable": "$.statusCode", "IsNumeric": True},
-                        {"Variable": "$.body", "IsPresent": True},
-                    ]},
-                    "Next": f"{fn.key} broke the contract",
-                },
-                {
-                    "And": [
-                        {"Variable": "$.statusCode", "NumericGreaterThanEquals": 200},
-                        {"Variable": "$.statusCode", "NumericLessThan": 300},
-                    ],
-                    "Next": on_success,
-                },
-            ],
-            "Default": f"{fn.key} failed",
-        }
-        states[f"{fn.key} broke the contract"] = {
-            "Type": "Fail",
-            "Error": ERROR_CONTRACT,
-            "Cause": f"{fn.key} must return a JSON object with a numeric 'statusCode' and a 'body'",
-        }
-        states[f"{fn.key} failed"] = {
-            "Type": "Fail",
-            "Error": ERROR_STATUS,
-            "Cause": f"{fn.key} returned a statusCode outside 200-299",
-        }
+        states[check_state(fn.key)] = contract_guard(fn.key, on_success)
+        states.update(contract_failures(fn.key))
     if handover is not None:
         states[f"start {handover.instance}/{handover.layer}"] = {
             "Type": "Task",

@@ -98,31 +98,37 @@ def test_asl_task_and_choice_guard(processed):
 
     guard = states["function1 returned"]
     assert guard["Type"] == "Choice"
-    contract, success = guard["Choices"]
-    assert contract["Next"] == "function1 broke the contract"
-    checks = contract["Not"]["And"]
-    assert {"Variable": "$.statusCode", "IsPresent": True} in checks
-    assert {"Variable": "$.statusCode", "IsNumeric": True} in checks
-    assert {"Variable": "$.body", "IsPresent": True} in checks
+    no_status, not_numeric, no_body, success = guard["Choices"]
+    assert no_status == {"Not": {"Variable": "$.statusCode", "IsPresent": True}, "Next": "function1 returned no statusCode"}
+    assert not_numeric == {"Not": {"Variable": "$.statusCode", "IsNumeric": True},
+                           "Next": "function1 returned a non-numeric statusCode"}
+    assert no_body == {"Not": {"Variable": "$.body", "IsPresent": True}, "Next": "function1 returned no body"}
     assert success == {"And": [{"Variable": "$.statusCode", "NumericGreaterThanEquals": 200},
                                {"Variable": "$.statusCode", "NumericLessThan": 300}], "Next": "function2"}
     assert guard["Default"] == "function1 failed"
 
-    assert states["function1 broke the contract"]["Type"] == "Fail"
-    assert states["function1 broke the contract"]["Error"] == "dorc.ContractViolation"
-    assert states["function1 failed"] == {"Type": "Fail", "Error": "dorc.NonSuccessStatusCode",
-                                          "Cause": "function1 returned a statusCode outside 200-299"}
+    for state, reason in (("no statusCode", "no 'statusCode'"),
+                          ("a non-numeric statusCode", "a 'statusCode' that is not a number"),
+                          ("no body", "no 'body'")):
+        fail = states[f"function1 returned {state}"]
+        assert fail["Type"] == "Fail" and fail["Error"] == "dorc.ContractViolation"
+        assert fail["Cause"].startswith(f"function1 returned {reason}")
+    # the code itself is in the cause, through an intrinsic function (Fail's CausePath)
+    assert states["function1 failed"] == {
+        "Type": "Fail", "Error": "dorc.NonSuccessStatusCode",
+        "CausePath": "States.Format('function1 returned statusCode {}, outside 200-299', $.statusCode)"}
     # the last function ends in Succeed
-    assert states["function2 returned"]["Choices"][1]["Next"] == "succeeded"
+    assert states["function2 returned"]["Choices"][-1]["Next"] == "succeeded"
     assert states["succeeded"] == {"Type": "Succeed"}
     assert set(states) == {f"{fn}{suffix}" for fn in ("function1", "function2")
-                           for suffix in ("", " returned", " broke the contract", " failed")} | {"succeeded"}
+                           for suffix in ("", " returned", " returned no statusCode", " returned a non-numeric statusCode",
+                                          " returned no body", " failed")} | {"succeeded"}
 
 
 def test_asl_handover_state(raw, processed):
     states = raw.asl["States"]
     assert raw.handover.instance == "census" and raw.handover.layer == "processed"
-    assert states["function1 returned"]["Choices"][1]["Next"] == "start census/processed"
+    assert states["function1 returned"]["Choices"][-1]["Next"] == "start census/processed"
     handover = states["start census/processed"]
     assert handover["Type"] == "Task"
     assert handover["Resource"] == "arn:aws:states:::states:startExecution.sync:2"

@@ -98,6 +98,15 @@ CONTRACT_BREAKS = {
     "bool-statusCode": "{'statusCode': True, 'body': {}}",
     "missing-body": "{'statusCode': 200}",
 }
+CONTRACT_REASONS = {
+    "list": "f1 returned no 'statusCode' (not a JSON object",
+    "string": "f1 returned no 'statusCode' (not a JSON object",
+    "none": "f1 returned no 'statusCode' (not a JSON object",
+    "missing-statusCode": "f1 returned no 'statusCode'",
+    "string-statusCode": "f1 returned a 'statusCode' that is not a number",
+    "bool-statusCode": "f1 returned a 'statusCode' that is not a number",
+    "missing-body": "f1 returned no 'body'",
+}
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +134,7 @@ def test_contract_violation_stops_the_pipeline(contract_project, case):
     assert step.status == "failed"
     assert step.error.type == "dorc.ContractViolation"
     assert "numeric 'statusCode'" in step.error.message
+    assert step.error.message.startswith(CONTRACT_REASONS[case]), step.error.message  # what exactly was wrong
     assert result.error.type == "dorc.ContractViolation"
     # what the function returned is still recorded
     assert step.output == eval(CONTRACT_BREAKS[case])
@@ -136,6 +146,7 @@ def test_non_success_status_code_stops_the_pipeline(contract_project):
     assert [(s.function, s.status) for s in result.steps] == [("f1", "succeeded"), ("f2", "failed")]
     assert result.error.type == "dorc.NonSuccessStatusCode"
     assert result.step("f2").error.type == "dorc.NonSuccessStatusCode"
+    assert result.step("f2").error.message == "f2 returned statusCode 500, outside 200-299"
     assert result.step("f2").output == {"statusCode": 500, "body": {"why": "upstream down"}}
     assert result.failed_step.function == "f2"
     assert result.output is None

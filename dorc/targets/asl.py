@@ -8,6 +8,7 @@ forgotten locally. Anything outside the subset is refused loudly rather than gue
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -68,8 +69,11 @@ def execute(asl: dict[str, Any], input_json: bytes, backend: Backend) -> Executi
                 data = json.loads(data_json)
             name = _choose(state, data)
         elif kind == "Fail":
-            backend.fail(name, state.get("Error", "States.Failed"), state.get("Cause", ""))
-            return ExecutionOutcome(False, None, state.get("Error"), state.get("Cause"))
+            if data is _UNPARSED:
+                data = json.loads(data_json)
+            cause = _fail_cause(state, name, data)
+            backend.fail(name, state.get("Error", "States.Failed"), cause)
+            return ExecutionOutcome(False, None, state.get("Error"), cause)
         elif kind == "Succeed":
             return ExecutionOutcome(True, data_json)
         elif kind == "Pass" and set(state) <= {"Type", "Next", "End", "Comment"}:
@@ -117,6 +121,39 @@ def _task(state: dict[str, Any], name: str, data_json: bytes, backend: Backend, 
     if outcome.error is None and outcome.output_json is not None and len(outcome.output_json) > STATE_PAYLOAD_MAX_BYTES:
         return TaskOutcome(outcome.output_json, ERROR_DATA_LIMIT, _limit_cause(name, "output", len(outcome.output_json)))
     return outcome
+
+
+_FORMAT = re.compile(r"^States\.Format\('((?:[^'\\]|\\.)*)'((?:\s*,\s*\$[.\w]*)*)\)$")
+
+
+def _fail_cause(state: dict[str, Any], name: str, data: Any) -> str:
+    """``Cause``, or ``CausePath`` as dorc's plans write it: ``States.Format('…{}…', $.path, …)``."""
+    if "CausePath" not in state:
+        return state.get("Cause", "")
+    expr = state["CausePath"]
+    m = _FORMAT.match(expr)
+    if m is None:
+        raise UnsupportedASL(f"state {name!r}: CausePath {expr!r}")
+    template = m.group(1)
+    args = [_path(data, a.strip()) for a in m.group(2).split(",")[1:]]
+    out, i = [], 0
+    while i < len(template):
+        ch = template[i]
+        if ch == "\\" and i + 1 < len(template):  # \' \{ \} \\ stand for themselves
+            out.append(template[i + 1])
+            i += 2
+        elif template.startswith("{}", i):
+            if not args:
+                raise UnsupportedASL(f"state {name!r}: CausePath {expr!r} has more placeholders than arguments")
+            arg = args.pop(0)
+            out.append(arg if isinstance(arg, str) else "null" if arg is _MISSING else json.dumps(arg))
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    if args:
+        raise UnsupportedASL(f"state {name!r}: CausePath {expr!r} has more arguments than placeholders")
+    return "".join(out)
 
 
 def _limit_cause(state: str, what: str, size: int) -> str:

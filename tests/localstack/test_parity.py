@@ -42,6 +42,16 @@ def test_census_parity(dorc_localstack, tmp_path):
     assert first.logs.startswith("START RequestId: ") and "REPORT RequestId:" in first.logs
     assert "stored 52 state records" in first.logs
     assert first.request_id and first.request_id in first.logs
+    _own_logs(remote)
+
+
+def _own_logs(result):
+    """Every step has its own call's lines: framed by its request id, no call taken twice."""
+    ids = [s.request_id for s in result.steps]
+    assert all(ids) and len(set(ids)) == len(ids), ids
+    for s in result.steps:
+        assert s.logs.startswith(f"START RequestId: {s.request_id} "), (s.function, s.logs)
+        assert f"REPORT RequestId: {s.request_id}\t" in s.logs, (s.function, s.logs)
 
 
 FAILING = {
@@ -85,6 +95,13 @@ def test_failure_parity(dorc_localstack, failing_project, case):
         assert result.failed_step.function == "second"
         assert result.failed_step.error.type == EXPECTED[case], (result.target, result.failed_step.error)
     assert local.steps[0].output == remote.steps[0].output
+    _own_logs(remote)
+    if case in ("status", "contract", "notadict"):  # the reason, from the Fail state both targets run
+        assert remote.failed_step.error.message == local.failed_step.error.message
+        assert local.failed_step.error.message.startswith({
+            "status": "second returned statusCode 503, outside 200-299",
+            "contract": "second returned no 'statusCode'",
+            "notadict": "second returned no 'statusCode' (not a JSON object"}[case])
     if case == "raises":
         assert remote.failed_step.error.message == local.failed_step.error.message == "bad input"
         assert any("lambda.py" in frame for frame in remote.failed_step.error.stack_trace)
@@ -101,3 +118,5 @@ def test_one_user_test_runs_on_both_targets(dorc_run, target):
     assert result.target == target
     assert result.step("function1", layer="raw").output["body"]["records"] == 52
     assert result.output["body"]["largest"]["name"] == "California"
+    if target == "localstack":  # the same functions as test_census_parity's: their earlier calls are not this run's
+        _own_logs(result)
