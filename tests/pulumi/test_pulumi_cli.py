@@ -31,7 +31,7 @@ def test_plan_census_raw_prints_resources_and_packages(census, census_root, dorc
         '"Resource": "arn:aws:states:::states:startExecution.sync:2"',
         "aws:cloudwatch/eventRule:EventRule  census-raw-daily-prod",
         "schedule     cron(0 6 * * ? *)",
-        f"function1    sha256 {fn.package_sha256}  (built and uploaded)",
+        f"function1    sha256 {fn.package_sha256}  (built here; a deploy uploads it)",
         f"plan_digest: {plan.digest()}",
     ):
         assert text in out, text

@@ -114,7 +114,7 @@ def test_promoted_packages_are_deployed_without_a_build_or_upload(tmp_path, dorc
     assert not (root / ".dorc" / "build").exists()  # nothing was built
     code, out, err = dorc_cli("plan", "demo", "main", "--env", "prod", "--config-repo", root)
     assert code == 0, err
-    assert f"sha256 {PROMOTED}  (promoted: already in the artifact bucket)" in out
+    assert f"sha256 {PROMOTED}  (promoted build: a deploy reuses the one in the artifact bucket)" in out
 
 
 def test_promoted_packages_must_name_every_function(tmp_path, dorc_cli):
