@@ -70,27 +70,40 @@ def run(
     from . import api
     from .render import TerminalObserver, console, summary
 
-    if local and localstack:
-        raise DorcError("choose one of --local and --localstack")
-    target = "localstack" if localstack else "local"
-    if target == "local":
-        ignored = [flag for flag, given in (("--endpoint", endpoint is not None), ("--no-deploy", no_deploy),
-                                            ("--timeout", timeout is not None)) if given]
-        if ignored:
-            raise DorcError(f"{', '.join(ignored)} only appl{'ies' if len(ignored) == 1 else 'y'} to --localstack runs",
-                            hint="add --localstack, or drop " + ", ".join(ignored))
-    project = _project(config_repo)
-    event_json = api.parse_event(event)
-    out = console(stderr=as_json)
-    observer = TerminalObserver(out, show_logs=not quiet)
-    with _stdout_fd_to_stderr(as_json):
-        result = api.run_pipeline(instance, layer, target=target, event=event_json, env=env, project=project,
-                                  observer=observer, endpoint=endpoint, deploy=not no_deploy, timeout=timeout)
+    with _errors_as_json(as_json):
+        if local and localstack:
+            raise DorcError("choose one of --local and --localstack")
+        target = "localstack" if localstack else "local"
+        if target == "local":
+            ignored = [flag for flag, given in (("--endpoint", endpoint is not None), ("--no-deploy", no_deploy),
+                                                ("--timeout", timeout is not None)) if given]
+            if ignored:
+                raise DorcError(f"{', '.join(ignored)} only appl{'ies' if len(ignored) == 1 else 'y'} to --localstack runs",
+                                hint="add --localstack, or drop " + ", ".join(ignored))
+        project = _project(config_repo)
+        event_json = api.parse_event(event)
+        out = console(stderr=as_json)
+        observer = TerminalObserver(out, show_logs=not quiet)
+        with _stdout_fd_to_stderr(as_json):
+            result = api.run_pipeline(instance, layer, target=target, event=event_json, env=env, project=project,
+                                      observer=observer, endpoint=endpoint, deploy=not no_deploy, timeout=timeout)
     if as_json:
         sys.stdout.write(result.to_json(logs=False) + "\n")
     else:
         summary(out, result)
     raise typer.Exit(0 if result.succeeded else 1)
+
+
+@contextlib.contextmanager
+def _errors_as_json(active: bool):
+    """With --json, a run that cannot start still puts one document on stdout (the message goes
+    to stderr as always, and the exit code is the same)."""
+    try:
+        yield
+    except DorcError as exc:
+        if active:
+            sys.stdout.write(json.dumps(exc.to_dict()) + "\n")
+        raise
 
 
 @contextlib.contextmanager

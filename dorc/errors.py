@@ -31,6 +31,16 @@ class DorcError(Exception):
     def __str__(self) -> str:
         return self.message + (f"\n  fix: {self.hint}" if self.hint else "")
 
+    def to_dict(self) -> dict:
+        """For ``--json``: the error as a document, so a script reading stdout is never left empty."""
+        doc: dict = {"status": "error", "exit_code": self.exit_code,
+                     "error": {"type": type(self).__name__, "message": self.message, "hint": self.hint}}
+        problems = getattr(self, "problems", None)
+        if problems:
+            doc["error"]["problems"] = [{"file": p.file, "function": p.function, "message": p.message}
+                                        for p in problems]
+        return doc
+
 
 class ProjectError(DorcError):
     """The pipeline-config folder or its settings are missing or malformed."""

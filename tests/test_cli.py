@@ -434,3 +434,14 @@ def test_deploy_needs_an_env_except_for_universal(cli, echo_repo):
     assert res.exit_code == 2 and "dorc deploy infra needs --env" in res.stderr
     res = cli("deploy", "universal", "--config-repo", echo_repo)
     assert "--env" not in res.stderr  # what stops it here is the missing Pulumi CLI, not the env
+
+
+def test_json_run_that_cannot_start_still_prints_one_document(project_factory, cli):
+    bad = project_factory({"demo/main": {"main": chain_main("f1", "ghost"), "functions": {"f1": OK_HANDLER}}})
+    res = cli("run", "demo", "--json", "--config-repo", bad)
+    assert res.exit_code == 2
+    doc = json.loads(res.stdout)
+    assert doc["status"] == "error" and doc["exit_code"] == 2
+    assert doc["error"]["type"] == "DefinitionError"
+    assert any(p["function"] == "ghost" or "ghost" in p["message"] for p in doc["error"]["problems"])
+    assert "ghost" in res.stderr  # the human message as always
