@@ -141,10 +141,8 @@ def promote(
 ):
     """Give an environment exactly the packages its source ran: local -> preprod -> prod.
 
-    "Last run" means: for the local build, the newest `dorc run` (local or LocalStack) that ran
-    these very sources; for preprod, the newest execution of the deployed state machine since
-    it was deployed.
-    """
+    "Last run" means: for the local build, the newest `dorc run` (local or LocalStack) that ran these very sources; for preprod, the newest execution of the deployed state machine since it was deployed.
+    """  # noqa: E501 - one line: the help view wraps it to the terminal
     from pathlib import Path
 
     from .api import plan_layer

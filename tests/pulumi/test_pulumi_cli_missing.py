@@ -16,7 +16,9 @@ EXPECTED = (
 
 @pytest.fixture
 def no_pulumi_cli(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    empty = tmp_path / "empty-bin"  # not /usr/bin: a machine may have pulumi there
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
     monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "no-pulumi"))
     assert find_pulumi_cli() is None
 
