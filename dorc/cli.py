@@ -191,7 +191,7 @@ def list_(
                 t_lay.add(f"→ hands over to [cyan]{plan.handover.instance}/{plan.handover.layer}[/]")
             for trig in plan.triggers:
                 t_lay.add(f"⏰ {trig.key}: {trig.schedule_expression or json.dumps(trig.event_pattern)}")
-    out.print(root)
+    out.print(root, soft_wrap=False)  # long lines wrap inside the tree instead of being cut
 
 
 @app.command()

@@ -138,7 +138,7 @@ def summary(out: Console, result: RunResult) -> None:
     table = Table(title=f"{result.pipeline} ({result.target}, env {result.env})", title_justify="left")
     table.add_column("layer")
     table.add_column("function")
-    table.add_column("status")
+    table.add_column("status", overflow="fold")  # the error type whole, on a narrow terminal too
     table.add_column("duration", justify="right")
     table.add_column("memory", justify="right")
     table.add_column("statusCode", justify="right")
