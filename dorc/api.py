@@ -210,6 +210,7 @@ def run_pipeline(instance: str, layer: str | None = None, *, target: str = "loca
         if not res.succeeded:
             break
     result = _merge(results)
+    result.warnings = import_warnings(project, plans)
     if record:
         from .package import source_digest
         from .records import write_record
@@ -218,6 +219,18 @@ def run_pipeline(instance: str, layer: str | None = None, *, target: str = "loca
         write_record(project.state_dir, result, {"sources": sources,
                                                  "plan_digests": {k: p.digest() for k, p in plans.items()}})
     return result
+
+
+def import_warnings(project: Project, plans: dict[str, LayerPlan]) -> list[str]:
+    """What ran here but would not import in AWS (``dorc validate`` lists the same as problems):
+    a local run shares dorc's environment, so "it passed" must not hide it."""
+    from .import_check import function_import_problems
+
+    def rel(path: Path) -> str:
+        return _rel(project, path)
+
+    return [f"{rel(path)} [function {fn.key}]: {msg}" for plan in plans.values() for fn in plan.functions
+            for path, msg in function_import_problems(Path(fn.source_dir), fn.runtime, rel)]
 
 
 def invoke_function(instance: str, layer: str, function: str, *, event: Any = None, env: str = "local",

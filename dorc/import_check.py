@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Callable
 
 from .errors import Problem
 from .loader import LoadedPipeline
-from .models import Function
 from .validate import function_dir, rel_path as _rel
 
 #: Importable in every Lambda Python runtime without being packaged.
@@ -36,8 +36,6 @@ def check_imports(p: LoadedPipeline) -> list[Problem]:
     Statically (``ast``): the user's modules are never imported. Imports guarded by ``try: ...
     except ImportError``, ``if TYPE_CHECKING:`` or ``if __name__ == "__main__":`` are not checked.
     """
-    from .package import _source_files
-
     out: list[Problem] = []
     seen: set[str] = set()
     for fn in p.definition.functions:
@@ -45,47 +43,59 @@ def check_imports(p: LoadedPipeline) -> list[Problem]:
         if fn.name in seen or not folder.is_dir():
             continue
         seen.add(fn.name)
-        files = _source_files(folder)  # what the package holds: the same files, the same exclusions
-        local = {arc.split("/", 1)[0].split(".", 1)[0] for arc, _ in files}
-        declared = _declared(folder)
-        provided = _closure(declared)
-        stdlib = _stdlib_of(fn.runtime)
-        for arc, path in sorted(files):
-            if not arc.endswith(".py"):
-                continue
-            try:
-                tree = ast.parse(path.read_text(), filename=str(path))
-            except (SyntaxError, ValueError, UnicodeDecodeError):
-                continue  # lambda.py's own syntax errors are reported by the handler check
-            reported: set[str] = set()
-            for module, line in _absolute_imports(tree):
-                if module in reported or module in local or module in LAMBDA_RUNTIME_MODULES:
-                    continue
-                msg = _import_problem(p, folder, fn, module, line, stdlib, declared, provided)
-                if msg:
-                    reported.add(module)
-                    out.append(Problem(_rel(p, path), msg, fn.name))
+        out += [Problem(_rel(p, path), msg, fn.name)
+                for path, msg in function_import_problems(folder, fn.runtime, lambda q: _rel(p, q))]
     return out
 
 
-def _import_problem(p: LoadedPipeline, folder: Path, fn: Function, module: str, line: int, stdlib: frozenset[str],
-                    declared: set[str], provided: set[str]) -> str | None:
-    if module in stdlib:
-        return None
+def function_import_problems(folder: Path, runtime: str, rel: Callable[[Path], str]) -> list[tuple[Path, str]]:
+    """(file, message) for each import of one function that AWS could not satisfy; ``rel`` names
+    files in the messages. Cheap when every import is the standard library's, the function's own
+    or the Lambda runtime's (the installed distributions are only read for the others)."""
+    from .package import _source_files
+
+    files = _source_files(folder)  # what the package holds: the same files, the same exclusions
+    local = {arc.split("/", 1)[0].split(".", 1)[0] for arc, _ in files}
+    declared = _declared(folder)
+    provided: set[str] | None = None  # read lazily: it scans installed metadata
+    stdlib = _stdlib_of(runtime)
+    out: list[tuple[Path, str]] = []
+    for arc, path in sorted(files):
+        if not arc.endswith(".py"):
+            continue
+        try:
+            tree = ast.parse(path.read_text(), filename=str(path))
+        except (SyntaxError, ValueError, UnicodeDecodeError):
+            continue  # lambda.py's own syntax errors are reported by the handler check
+        reported: set[str] = set()
+        for module, line in _absolute_imports(tree):
+            if module in reported or module in local or module in LAMBDA_RUNTIME_MODULES or module in stdlib:
+                continue
+            if provided is None:
+                provided = _closure(declared)
+            msg = _import_problem(folder, runtime, module, line, declared, provided, rel)
+            if msg:
+                reported.add(module)
+                out.append((path, msg))
+    return out
+
+
+def _import_problem(folder: Path, runtime: str, module: str, line: int, declared: set[str], provided: set[str],
+                    rel: Callable[[Path], str]) -> str | None:
     dists = _distributions().get(module, [])
     if any(_normalize(d) in provided for d in dists) or _normalize(module) in declared:
         return None
-    requirements = _rel(p, folder / "requirements.txt")
+    requirements = rel(folder / "requirements.txt")
     if any(module in names for names in _STDLIB_REMOVED.values()):
-        return (f"line {line}: imports {module!r}, which is not in the standard library of {fn.runtime} (the "
+        return (f"line {line}: imports {module!r}, which is not in the standard library of {runtime} (the "
                 f"function's runtime: Python removed it); use a replacement, or declare a backport in {requirements}")
     if dists:
         dist, why = dists[0], "it imports here only because dorc's own environment has it"
     else:
         dist, why = module, "it is not installed here either"
-    return (f"line {line}: imports {module!r}, which Lambda's {fn.runtime} runtime does not provide and no "
+    return (f"line {line}: imports {module!r}, which Lambda's {runtime} runtime does not provide and no "
             f"requirements.txt declares ({why}; in AWS the function fails with Runtime.ImportModuleError); "
-            f"add {dist} to {requirements} (or to the layer's {_rel(p, p.layer_dir / 'requirements.txt')})")
+            f"add {dist} to {requirements} (or to the layer's {rel(folder.parent.parent / 'requirements.txt')})")
 
 
 def _absolute_imports(tree: ast.AST) -> list[tuple[str, int]]:

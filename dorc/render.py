@@ -156,6 +156,8 @@ def summary(out: Console, result: RunResult) -> None:
         else f"✗ pipeline failed: {result.error.type if result.error else ''}", style="bold red")
     verdict.append(f"  in {result.duration_ms:.0f} ms", style="dim")
     out.print(verdict)
+    for warning in result.warnings:
+        out.print(Text("warning: ", style="bold yellow") + Text(warning))
     if result.record_path:
         out.print(Text(f"run record: {result.record_path}", style="dim"))
 

@@ -81,6 +81,7 @@ class RunResult:
     output_json: bytes | None = None
     execution_arn: str | None = None
     record_path: Path | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. an import AWS could not satisfy
 
     @property
     def status(self) -> str:
@@ -120,6 +121,7 @@ class RunResult:
             "steps": [s.to_dict(logs=logs) for s in self.steps],
             "output": self.output,
             "error": self.error.to_dict() if self.error else None,
+            "warnings": list(self.warnings),
         }
 
     def to_json(self, *, logs: bool = True) -> str:

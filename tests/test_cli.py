@@ -335,6 +335,7 @@ def test_subprocess_raw_then_processed(census_repo):
     doc = json.loads(first.stdout)
     assert RUN_KEYS <= set(doc)
     assert doc["status"] == "succeeded"
+    assert doc["warnings"] == []  # every census import is the standard library, its own or Lambda's
     assert [s["function"] for s in doc["steps"]] == ["function1", "function1", "function2"]
     assert "stored 52 state records" in first.stderr
     assert "stored 52" not in first.stdout
@@ -445,3 +446,13 @@ def test_json_run_that_cannot_start_still_prints_one_document(project_factory, c
     assert doc["error"]["type"] == "DefinitionError"
     assert any(p["function"] == "ghost" or "ghost" in p["message"] for p in doc["error"]["problems"])
     assert "ghost" in res.stderr  # the human message as always
+
+
+def test_a_run_warns_about_an_import_only_dorcs_environment_satisfies(project_factory, cli):
+    uses_rich = "import rich\n\ndef handler(event, context):\n    return {'statusCode': 200, 'body': rich.__name__}\n"
+    repo = project_factory({"demo/main": {"main": chain_main("f1"), "functions": {"f1": uses_rich}}})
+    res = cli("run", "demo", "--config-repo", repo)
+    assert res.exit_code == 0, res.output  # it runs here: rich is in dorc's environment
+    assert "warning: " in res.stdout and "imports 'rich'" in res.stdout and "Runtime.ImportModuleError" in res.stdout
+    doc = json.loads(cli("run", "demo", "--json", "--config-repo", repo).stdout)
+    assert len(doc["warnings"]) == 1 and "add rich to " in doc["warnings"][0]
