@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DefinitionError, DorcError, Problem
-from .loader import LoadedPipeline, _rel, load_pipeline
+from .loader import LoadedPipeline, load_pipeline
 from .plan import LOCAL_ACCOUNT_ID, LayerPlan, build_plan, plan_problems
 from .project import LOCAL_ENVS, Project, find_project
 from .result import RunResult
@@ -75,7 +75,7 @@ def _layer_problems(project: Project, instance: str, layer: str, envs: list[str]
     definition: list[Problem] = []  # the same in every environment: listed once
     imports: list[Problem] = []
     limits: dict[tuple, tuple[Problem, list[str]]] = {}  # one AWS limit broken in one or more envs
-    main_rel = _rel(project, project.main_file(instance, layer))
+    main_rel = project.display_path(project.main_file(instance, layer))
     for env in envs:
         try:
             loaded = load_pipeline(project, instance, layer, env)
@@ -97,7 +97,7 @@ def _layer_problems(project: Project, instance: str, layer: str, envs: list[str]
             if key in limits:
                 limits[key][1].append(env)
             else:
-                limits[key] = (Problem(_rel(project, Path(p.file)), p.message, p.function), [env])
+                limits[key] = (Problem(project.display_path(Path(p.file)), p.message, p.function), [env])
     named = []
     for p, envs_broken in limits.values():
         where = f"environment {envs_broken[0]!r}"
@@ -226,11 +226,8 @@ def import_warnings(project: Project, plans: dict[str, LayerPlan]) -> list[str]:
     a local run shares dorc's environment, so "it passed" must not hide it."""
     from .import_check import function_import_problems
 
-    def rel(path: Path) -> str:
-        return _rel(project, path)
-
-    return [f"{rel(path)} [function {fn.key}]: {msg}" for plan in plans.values() for fn in plan.functions
-            for path, msg in function_import_problems(Path(fn.source_dir), fn.runtime, rel)]
+    return [str(problem) for plan in plans.values() for fn in plan.functions
+            for problem in function_import_problems(project, fn.key, Path(fn.source_dir), fn.runtime)]
 
 
 def invoke_function(instance: str, layer: str, function: str, *, event: Any = None, env: str = "local",

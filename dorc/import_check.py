@@ -14,7 +14,8 @@ from typing import Callable
 
 from .errors import Problem
 from .loader import LoadedPipeline
-from .validate import function_dir, rel_path as _rel
+from .project import Project
+from .validate import function_dir
 
 #: Importable in every Lambda Python runtime without being packaged.
 LAMBDA_RUNTIME_MODULES = frozenset(
@@ -43,23 +44,23 @@ def check_imports(p: LoadedPipeline) -> list[Problem]:
         if fn.name in seen or not folder.is_dir():
             continue
         seen.add(fn.name)
-        out += [Problem(_rel(p, path), msg, fn.name)
-                for path, msg in function_import_problems(folder, fn.runtime, lambda q: _rel(p, q))]
+        out += function_import_problems(p.config.project, fn.name, folder, fn.runtime)
     return out
 
 
-def function_import_problems(folder: Path, runtime: str, rel: Callable[[Path], str]) -> list[tuple[Path, str]]:
-    """(file, message) for each import of one function that AWS could not satisfy; ``rel`` names
-    files in the messages. Cheap when every import is the standard library's, the function's own
-    or the Lambda runtime's (the installed distributions are only read for the others)."""
-    from .package import _source_files
+def function_import_problems(project: Project, function: str, folder: Path, runtime: str) -> list[Problem]:
+    """Each import of one function that AWS could not satisfy. Cheap when every import is the
+    standard library's, the function's own or the Lambda runtime's (the installed distributions
+    are only read for the others)."""
+    rel = project.display_path
+    from .package import source_files
 
-    files = _source_files(folder)  # what the package holds: the same files, the same exclusions
+    files = source_files(folder)  # what the package holds: the same files, the same exclusions
     local = {arc.split("/", 1)[0].split(".", 1)[0] for arc, _ in files}
     declared = _declared(folder)
     provided: set[str] | None = None  # read lazily: it scans installed metadata
     stdlib = _stdlib_of(runtime)
-    out: list[tuple[Path, str]] = []
+    out: list[Problem] = []
     for arc, path in sorted(files):
         if not arc.endswith(".py"):
             continue
@@ -76,7 +77,7 @@ def function_import_problems(folder: Path, runtime: str, rel: Callable[[Path], s
             msg = _import_problem(folder, runtime, module, line, declared, provided, rel)
             if msg:
                 reported.add(module)
-                out.append((path, msg))
+                out.append(Problem(rel(path), msg, function))
     return out
 
 

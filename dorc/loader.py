@@ -70,7 +70,7 @@ class LoadedPipeline:
 def load_pipeline(project: Project, instance: str, layer: str, env: str) -> LoadedPipeline:
     """Execute ``__main__.py`` in capture mode. Any failure becomes a ``DefinitionError``."""
     main_file = project.main_file(instance, layer)
-    rel = _rel(project, main_file)
+    rel = project.display_path(main_file)
     install_legacy_imports()
     cap = _Capture(env=env, project=project)
     token = _capture.set(cap)
@@ -153,13 +153,6 @@ def _exit_problem(file: str, main_file: Path, exc: SystemExit) -> Problem:
     code = "" if exc.code is None else repr(exc.code)
     return Problem(file, f"called sys.exit({code}) while dorc loaded it{_user_line(main_file, exc)}; remove it: "
                          "a pipeline definition must run to its end, under dorc as under Pulumi")
-
-
-def _rel(project: Project, path: Path) -> str:
-    try:
-        return str(path.relative_to(project.root.parent))
-    except ValueError:
-        return str(path)
 
 
 def _problems_from_validation(file: str, exc: ValidationError) -> list[Problem]:

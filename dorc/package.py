@@ -43,7 +43,8 @@ class PackageError(DorcError):
     pass
 
 
-def _source_files(folder: Path) -> list[tuple[str, Path]]:
+def source_files(folder: Path) -> list[tuple[str, Path]]:
+    """(name in the zip, file) of what a function's package holds from its folder."""
     out = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if d not in EXCLUDED_DIRS and not d.startswith("."))
@@ -123,7 +124,7 @@ def build_zip(function: str, source_dir: Path, runtime: str, out_dir: Path, cach
     """Write ``<out_dir>/<function>.zip`` deterministically and return its identity."""
     deps = vendor(requirements_for(source_dir), runtime, cache_dir)
     entries: dict[str, Path] = dict(_dep_files(deps)) if deps else {}
-    for arc, path in _source_files(source_dir):
+    for arc, path in source_files(source_dir):
         entries[arc] = path  # the function's own files win over a dependency's
     unzipped = sum(p.stat().st_size for p in entries.values())
     if unzipped > UNZIPPED_MAX:
@@ -163,7 +164,7 @@ def source_digest(function_dir: Path) -> str:
     """sha256 of a function's own files and requirements, without building anything: run records
     keep it so promotion can tell whether the build being promoted is the one that was run."""
     h = hashlib.sha256()
-    for arc, path in sorted(_source_files(function_dir)):
+    for arc, path in sorted(source_files(function_dir)):
         h.update(arc.encode() + b"\0" + path.read_bytes() + b"\0")
     for line in requirements_for(function_dir):
         h.update(b"req:" + line.encode() + b"\0")

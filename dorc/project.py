@@ -60,6 +60,13 @@ class Project:
     def layer_dir(self, instance: str, layer: str) -> Path:
         return self.source_dir / instance / layer
 
+    def display_path(self, path: Path) -> str:
+        """A path as the user sees it in messages: from the folder that holds pipeline-config."""
+        try:
+            return str(Path(path).relative_to(self.root.parent))
+        except ValueError:
+            return str(path)
+
     def instances(self) -> list[str]:
         if not self.source_dir.is_dir():
             return []

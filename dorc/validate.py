@@ -156,9 +156,4 @@ def handover_key(instance: str, name: str) -> str:
 
 
 def rel_path(p: LoadedPipeline, path: Path) -> str:
-    """Paths as the user sees them: from the folder that holds pipeline-config."""
-    base = p.config.project.root.parent
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return str(path)
+    return p.config.project.display_path(path)
