@@ -266,8 +266,8 @@ def warm_pass(project, event_json: bytes, passes: int) -> dict[str, Any] | None:
         from dorc import api
         from dorc.result import RunResult
         from dorc.targets import local
-        from sim.aws import LocalAWS
-        from sim.fixtures import Fixtures
+        from dorc_sim.aws import LocalAWS
+        from dorc_sim.fixtures import Fixtures
 
         plans = api.reachable_plans(project, ["bench/hops"], "local")
         plan = plans["bench/hops"]
@@ -553,7 +553,7 @@ def peer_worker(params: dict[str, Any]) -> None:
     of moto/pydantic is loaded. Prints one JSON line."""
     import multiprocessing
 
-    from sim.runtime import FunctionRuntime, FunctionSpec
+    from dorc_sim.runtime import FunctionRuntime, FunctionSpec
 
     tmp = Path(tempfile.mkdtemp(prefix="dorc-bench-peer-"))
     try:
@@ -563,7 +563,7 @@ def peer_worker(params: dict[str, Any]) -> None:
         spec = FunctionSpec(name="bench-noop", source_dir=str(fdir), timeout=3.0)
         out: dict[str, Any] = {"start_method": multiprocessing.get_start_method()}
         try:
-            from sim.runtime import lambda_environment
+            from dorc_sim.runtime import lambda_environment
 
             out["env_vars"] = len(lambda_environment(spec, "stream"))
         except Exception:

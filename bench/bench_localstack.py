@@ -7,7 +7,7 @@
     python bench/bench_localstack.py --json > r.json      # the report goes to stderr, the JSON to stdout
 
 LocalStack: the one at ``--endpoint`` when it answers; otherwise one started here in host mode
-(``dorc.localstack_service.start``: dorc's Lambda executor, no Docker) on a free 127.0.0.1 port with
+(``dorc.localstack.service.start``: dorc's Lambda executor, no Docker) on a free 127.0.0.1 port with
 a temporary state folder, and stopped by PID (with its workers) at the end, whatever happens.
 
 The pipeline is a copy of ``pipeline-config`` in a temporary folder (its ``.dorc`` is not copied,
@@ -237,7 +237,7 @@ def timeline(sfn, arn: str, state_keys: dict[tuple[str, str], str]) -> dict[str,
 
     span = Lambda tasks + the rest of each execution (start, Choice states, transitions, end)
            + hand-over overhead (the startExecution.sync Task's wall minus the child's span)."""
-    from dorc.targets.sfn_history import execution_history
+    from dorc.targets.localstack.history import execution_history
 
     out: dict[str, Any] = {"tasks": {}, "invokes": {}, "executions": 0, "other_s": 0.0, "handover_s": 0.0}
     ts = lambda ev: ev["timestamp"].timestamp()  # noqa: E731

@@ -29,12 +29,12 @@ _EXPORTS = {
     "StepResult": "dorc.result",
     "DorcError": "dorc.errors",
     "DefinitionError": "dorc.errors",
-    "CreateUniversal": "dorc.targets.pulumi_program",
-    "CreateInfra": "dorc.targets.pulumi_program",
+    "CreateUniversal": "dorc.targets.pulumi.program",
+    "CreateInfra": "dorc.targets.pulumi.program",
 }
 
 # `from dorc import *` stays light: the Pulumi components are imported by name only.
-__all__ = sorted(k for k, mod in _EXPORTS.items() if not mod.endswith("pulumi_program"))
+__all__ = sorted(k for k, mod in _EXPORTS.items() if not mod.endswith("pulumi.program"))
 
 
 def __getattr__(name: str):

@@ -57,3 +57,14 @@ class DefinitionError(DorcError):
 
 class ToolMissingError(DorcError):
     """An external tool (Docker, the Pulumi CLI, Python 3.13 for LocalStack) is not available."""
+
+
+class LocalStackError(DorcError):
+    """LocalStack could not be installed, started, reached or stopped (exit 2: nothing ran).
+    ``except LocalStackError`` also catches ``LocalStackRunError``."""
+
+
+class LocalStackRunError(LocalStackError):
+    """Something was attempted against LocalStack (a deployment, a run) and did not work."""
+
+    exit_code = 1

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 from .result import StepResult
+
+Progress = Callable[[str], None]
+"""Progress messages: a step (``"installing ..."``) or, indented by two spaces, a detail of it."""
 
 
 class Observer(Protocol):
@@ -20,6 +23,9 @@ class Observer(Protocol):
 
     def step_finished(self, step: StepResult) -> None: ...
 
+    def engine_output(self, text: str) -> None:
+        """Raw output of an outside engine (Pulumi's ``up``), as it comes, newlines included."""
+
 
 class NullObserver:
     def progress(self, message: str) -> None:
@@ -32,4 +38,7 @@ class NullObserver:
         pass
 
     def step_finished(self, step: StepResult) -> None:
+        pass
+
+    def engine_output(self, text: str) -> None:
         pass

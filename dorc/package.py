@@ -160,6 +160,21 @@ def package_plan(plan, build_dir: Path, cache_dir: Path, *, on_built=None):
     return plan.model_copy(update={"functions": functions})
 
 
+def code_sha256(hex_digest: str) -> str:
+    """Lambda's ``CodeSha256`` (and Pulumi's ``sourceCodeHash``) form of a package digest:
+    base64 of the digest's bytes, not of its hex text."""
+    import base64
+
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def hex_digest(code_sha256_b64: str) -> str:
+    """The inverse of ``code_sha256``: what Lambda reports, as dorc names packages."""
+    import base64
+
+    return base64.b64decode(code_sha256_b64).hex()
+
+
 def source_digest(function_dir: Path) -> str:
     """sha256 of a function's own files and requirements, without building anything: run records
     keep it so promotion can tell whether the build being promoted is the one that was run."""

@@ -87,26 +87,17 @@ def _current_env() -> str:
 
 def load_config(main_file: str | os.PathLike | None = None) -> PipelineConfig:
     """The configuration of the layer whose ``__main__.py`` calls this, for the current env."""
-    from .project import find_project
+    from .project import project_of
 
     if main_file is None:
         main_file = inspect.stack()[1].filename
     layer_dir = Path(main_file).resolve().parent
     cap = _capture.get()
-    project = cap.project if cap is not None else find_project(_find_config_root(layer_dir))
+    project = cap.project if cap is not None else project_of(layer_dir)
     instance, layer = layer_dir.parent.name, layer_dir.name
     env = _current_env()
     values = project.stack_config(instance, layer, env)
     return PipelineConfig(project=project, instance=instance, layer=layer, env=env, values=values)
-
-
-def _find_config_root(start: Path) -> Path:
-    from .project import SETTINGS_FILE, config_root_above
-
-    root = config_root_above(start)
-    if root is None:
-        raise ProjectError(f"no {SETTINGS_FILE} above {start}", hint="run inside a pipeline-config folder")
-    return root
 
 
 class CreatePipeline:
@@ -124,9 +115,9 @@ class CreatePipeline:
             cap.definitions.append((self.config, self.definition))
             return None
         if _under_pulumi():
-            from .targets.pulumi_program import apply_pipeline
+            from .registry import pulumi_program
 
-            return apply_pipeline(self.config, self.definition)
+            return pulumi_program().apply_pipeline(self.config, self.definition)
         raise DorcError(
             f"{self.definition.file_path} is a dorc pipeline definition, not a script",
             hint="run it with `dorc run <instance> <layer> --local`, or deploy it with `dorc deploy`",

@@ -129,6 +129,11 @@ class LayerPlan(_Frozen):
     def packages(self) -> dict[str, str | None]:
         return {f.key: f.package_sha256 for f in self.functions}
 
+    def with_packages(self, packages: dict[str, str]) -> "LayerPlan":
+        """This plan deploying packages that already exist (promotion): digests, no zips."""
+        return self.model_copy(update={"functions": [
+            f.model_copy(update={"package_sha256": packages[f.key], "package_path": None}) for f in self.functions]})
+
     def digest(self) -> str:
         """sha256 of the settings and the packages: equal digests, identical deployments."""
         doc = {"settings": self.snapshot(), "packages": self.packages()}
@@ -436,6 +441,10 @@ def artifact_key(fn: FunctionPlan) -> str:
 UNIVERSAL_STACK = "universal"
 
 
+SHARED_STACKS = ("universal", "infra")
+"""Names that mean one of the shared stacks, never a pipeline instance."""
+
+
 def stack_name(instance: str, layer: str | None, env: str | None) -> str:
     """``universal``, ``infra-<env>`` or ``<instance>-<layer>-<env>``."""
     if instance == "universal":
@@ -447,7 +456,7 @@ def stack_name(instance: str, layer: str | None, env: str | None) -> str:
 
 def pulumi_project_name(project: str, instance: str, layer: str | None = None) -> str:
     """``<project>-universal``, ``<project>-infra`` or ``<project>-<instance>-<layer>``."""
-    if instance in ("universal", "infra"):
+    if instance in SHARED_STACKS:
         return f"{project}-{instance}"
     return f"{project}-{instance}-{layer}"
 

@@ -82,6 +82,10 @@ class Project:
             )
         return sorted(p.name for p in inst.iterdir() if (p / "__main__.py").is_file())
 
+    def known_layers(self) -> set[str]:
+        """Every ``instance/layer`` of the project: what a hand-over may name."""
+        return {f"{i}/{lay}" for i in self.instances() for lay in self.layers(i)}
+
     def main_file(self, instance: str, layer: str) -> Path:
         path = self.layer_dir(instance, layer) / "__main__.py"
         if not path.is_file():
@@ -186,6 +190,15 @@ def config_root_above(start: Path) -> Path | None:
         if (folder / SETTINGS_FILE).is_file():
             return folder
     return None
+
+
+def project_of(path: Path) -> "Project":
+    """The project a file or folder belongs to: the nearest ``dorc.toml`` at or above it
+    (a program run by the Pulumi engine knows only its own path)."""
+    root = config_root_above(path)
+    if root is None:
+        raise ProjectError(f"no {SETTINGS_FILE} above {path}", hint="run inside a pipeline-config folder")
+    return find_project(root)
 
 
 def load_settings(path: Path) -> Settings:

@@ -14,43 +14,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from .errors import DorcError
 from .plan import LayerPlan
+from .targets.deployments import Backend, Deployed, LastRun
 
 SOURCE_OF = {"preprod": "local", "prod": "preprod"}
 
 
 class PromotionRefused(DorcError):
     exit_code = 1
-
-
-@dataclass
-class Deployed:
-    """What an environment runs, as recorded at deploy time (stack outputs or a record)."""
-
-    env: str
-    packages: dict[str, str]
-    plan_settings: dict[str, Any]
-    plan_digest: str
-    deployed_at: str  # ISO 8601 UTC
-    state_machine_arn: str
-
-
-@dataclass
-class LastRun:
-    status: str  # "succeeded" | "failed" | "running" | "none"
-    when: str | None
-    what: str  # human description of where it was read
-
-
-class Backend(Protocol):
-    name: str
-
-    def deployed(self, plan: LayerPlan) -> Deployed | None: ...
-    def last_run(self, deployed: Deployed) -> LastRun: ...
-    def deploy(self, plan: LayerPlan, packages: dict[str, str] | None) -> Deployed: ...
 
 
 @dataclass
@@ -65,6 +39,14 @@ class PromotionResult:
     checks_skipped: bool = False
     changes: list[str] = field(default_factory=list)
     deployed: Deployed | None = None
+    target_name: str | None = None  # the deployment target ("pulumi", "localstack"), set by the caller
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document of ``dorc promote``."""
+        return {"instance": self.instance, "layer": self.layer, "from": self.source, "to": self.target,
+                "target": self.target_name, "packages": self.packages, "drift": self.drift,
+                "forced": self.forced, "checks_skipped": self.checks_skipped, "changes": self.changes,
+                "plan_digest": self.deployed.plan_digest if self.deployed else None}
 
 
 def diff(source: str, expected_packages: dict[str, str | None], expected_settings: dict[str, Any],
@@ -182,31 +164,6 @@ def _changes(before: Deployed | None, after: Deployed, env: str) -> list[str]:
             out.append(f"function {fn}: package {old[:12]} -> {sha[:12]}")
     out += [f"setting {p}: {d}" for p, d in _settings_diff(after.plan_settings, before.plan_settings, "", f"previous {env}")]
     return out or [f"{env} already ran exactly this (no change)"]
-
-
-def deployment_stamp() -> str:
-    """When a deployment is recorded, to the millisecond: an execution a moment before a
-    redeploy must not count as a run of what was deployed."""
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def last_execution_since(executions: list[dict[str, Any]], deployed: Deployed) -> LastRun:
-    """The newest of a deployed state machine's executions (``ListExecutions`` items) started
-    after that deployment: an execution of older code says nothing about what runs now."""
-    from datetime import datetime, timezone
-
-    runs = executions
-    if deployed.deployed_at:
-        since = datetime.fromisoformat(deployed.deployed_at.replace("Z", "+00:00")).astimezone(timezone.utc)
-        runs = [r for r in runs if r["startDate"] >= since]
-    if not runs:
-        return LastRun("none", None, f"no execution of {deployed.state_machine_arn.rsplit(':', 1)[-1]} "
-                                     f"since it was deployed at {deployed.deployed_at}")
-    last = max(runs, key=lambda r: r["startDate"])
-    status = {"SUCCEEDED": "succeeded", "RUNNING": "running"}.get(last["status"], "failed")
-    return LastRun(status, last["startDate"].isoformat(), f"execution {last['name']} ({last['status']})")
 
 
 def local_last_run(state_dir: Path, key: str, current_sources: dict[str, str]) -> LastRun:

@@ -72,7 +72,7 @@ def dorc_aws(dorc_project):
 
     ``dorc_aws.client("s3")`` to seed or inspect data; the holding bucket of env ``local`` exists.
     """
-    from sim.aws import LocalAWS
+    from dorc_sim.aws import LocalAWS
 
     settings = dorc_project.settings
     bucket = settings.render(settings.holding_bucket, "local")
@@ -132,12 +132,14 @@ def dorc_localstack(request, tmp_path_factory):
     import socket
     import time
 
-    from dorc import localstack_service as ls
+    from dorc import api
     from dorc.errors import DorcError
+    from dorc.localstack.endpoint import is_ready
+    from dorc.localstack.install import LOCALSTACK_VERSION, is_installed, localstack_home
 
     external = os.environ.get("DORC_LOCALSTACK_ENDPOINT", "").strip()
     if external:
-        if ls.is_ready(external):
+        if is_ready(external):
             yield LocalStackHandle(endpoint=external.rstrip("/"), mode="external")
             return
         _localstack_unavailable(request, f"DORC_LOCALSTACK_ENDPOINT={external} does not answer")
@@ -148,9 +150,9 @@ def dorc_localstack(request, tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("localstack")
     t0 = time.monotonic()
     try:
-        if not ls.is_installed():
-            _say(request, f"installing LocalStack {ls.LOCALSTACK_VERSION} into {ls.localstack_home()} (once; ~2 min)")
-        info = ls.start(port=port, state_dir=state_dir, mode="host",
+        if not is_installed():
+            _say(request, f"installing LocalStack {LOCALSTACK_VERSION} into {localstack_home()} (once; ~2 min)")
+        info = api.localstack_start(port=port, state_dir=state_dir, mode="host",
                         progress=lambda m: None if m.startswith("  ") else _say(request, m))
     except DorcError as exc:
         _localstack_unavailable(request, str(exc))
@@ -158,4 +160,4 @@ def dorc_localstack(request, tmp_path_factory):
     try:
         yield LocalStackHandle(endpoint=info.endpoint, mode=info.mode, port=port, state_dir=str(state_dir))
     finally:
-        ls.stop(port=port, state_dir=state_dir)
+        api.localstack_stop(port=port, state_dir=state_dir)

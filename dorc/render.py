@@ -53,6 +53,12 @@ class TerminalObserver:
             self._draw()
             self.out.print(Text("  · " + message, style="dim"))
 
+    def engine_output(self, text: str) -> None:
+        """Pulumi's own lines, as it writes them."""
+        with self._lock:
+            self._draw()
+            self.out.print(text, end="", markup=False, highlight=False)
+
     def step_started(self, layer: str, function: str, deployed_name: str) -> None:
         with self._lock:
             self._draw()

@@ -10,7 +10,7 @@ import pytest
 from dorc.api import run_pipeline
 from dorc.project import find_project
 from helpers import copy_pipeline_config
-from sim.aws import LocalAWS
+from dorc_sim.aws import LocalAWS
 
 BUCKET = "dorc-census-holding-local"
 TOTAL = 331_449_281
@@ -126,7 +126,7 @@ def test_features_file(features, summary):
 
 
 def test_store_persisted_to_disk(census):
-    from sim.aws import list_store
+    from dorc_sim.aws import list_store
 
     keys = [key for bucket, key, size in list_store(census["repo"] / ".dorc" / "local-aws") if bucket == BUCKET]
     assert keys == ["census/processed/2020/clean.json", "census/processed/2020/features.json",

@@ -226,7 +226,7 @@ def test_processed_on_an_empty_store_fails_with_a_clear_error(census_repo, cli):
     assert "run the raw layer first" in res.stdout
     # the function's own error is logged as Lambda logs it (its frames only); dorc does not crash
     assert "[ERROR] RawDataMissing: no raw census data" in res.stdout
-    for internal in ("dorc/cli.py", "dorc/targets/", "sim/runtime.py", "site-packages"):
+    for internal in ("dorc/cli/", "dorc/targets/", "sim/runtime.py", "site-packages"):
         assert internal not in res.output
 
     res = cli("run", "census", "processed", "--json", "--config-repo", census_repo)

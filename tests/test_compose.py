@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from dorc.localstack_install import LOCALSTACK_VERSION
-from dorc.localstack_service import DOCKER_IMAGE, SERVICES
+from dorc.localstack.install import LOCALSTACK_VERSION
+from dorc.localstack.service import DOCKER_IMAGE, SERVICES
 from helpers import REPO_ROOT
 
 

@@ -608,7 +608,7 @@ def handler(event, context):
 
 
 def test_store_persists_puts_and_deletes_between_runs(project_factory):
-    from sim.aws import list_store
+    from dorc_sim.aws import list_store
 
     root = one_layer(project_factory, "f1", functions={"f1": STORE_FN})
     odd_key = "dir/ünï code & more?.json"

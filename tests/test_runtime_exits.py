@@ -17,7 +17,7 @@ from rich.text import Text
 from dorc.api import invoke_function, run_pipeline
 from dorc.render import TerminalObserver
 from helpers import OK_HANDLER, chain_main
-from sim.runtime import FunctionRuntime, FunctionSpec
+from dorc_sim.runtime import FunctionRuntime, FunctionSpec
 
 EXIT_MESSAGE = "RequestId: {} Error: Runtime exited with error: exit status {}"
 

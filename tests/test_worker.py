@@ -1,4 +1,4 @@
-"""dorc's LocalStack worker (``sim.localstack.worker``) speaking its protocol with a stand-in for
+"""dorc's LocalStack worker (``dorc_sim.localstack.worker``) speaking its protocol with a stand-in for
 LocalStack's executor endpoint, without LocalStack: the hand-over of a call must be acknowledged
 in full even when the handler ends the process at once."""
 
@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from helpers import REPO_ROOT
+from dorc.localstack.install import worker_pythonpath
 
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -63,8 +63,8 @@ def _start_worker(tmp_path, endpoint: _Endpoint, handler_src: str) -> tuple[subp
     (code / "lambda.py").write_text(handler_src)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(REPO_ROOT),
-        "DORC_WORKER_PYTHONPATH": str(REPO_ROOT),
+        "PYTHONPATH": str(worker_pythonpath()),
+        "DORC_WORKER_PYTHONPATH": str(worker_pythonpath()),
         "LOCALSTACK_RUNTIME_ENDPOINT": endpoint.url,
         "LOCALSTACK_RUNTIME_ID": "rt1",
         "AWS_LAMBDA_FUNCTION_NAME": "fn",
@@ -74,7 +74,7 @@ def _start_worker(tmp_path, endpoint: _Endpoint, handler_src: str) -> tuple[subp
         "DORC_INVOCATION_LOG_DIR": str(tmp_path),
         "TMPDIR": str(tmp_path),
     }
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "sim.localstack.worker", "--owner", str(os.getpid())],
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "dorc_sim.localstack.worker", "--owner", str(os.getpid())],
                             cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         path, body = endpoint.next_post()

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from sim.aws import FAKE_CREDENTIALS, LocalAWS
-from sim.fixtures import Fixtures
-from sim.runtime import FunctionRuntime, FunctionSpec
+from dorc_sim.aws import FAKE_CREDENTIALS, LocalAWS
+from dorc_sim.fixtures import Fixtures
+from dorc_sim.runtime import FunctionRuntime, FunctionSpec
 
 from ..observer import NullObserver, Observer
 from ..plan import FunctionPlan, LayerPlan
@@ -17,6 +17,7 @@ from ..result import RunResult, StepError, StepResult
 from . import asl
 
 TARGET = "local"
+OPTIONS: tuple[str, ...] = ()  # run options this target takes (see dorc.api.run_pipeline)
 
 
 def local_environment(plan: LayerPlan, fn: FunctionPlan, fixtures: Fixtures) -> dict[str, str]:
@@ -97,13 +98,14 @@ class _Backend:
             self._observer.step_finished(step)
 
 
-def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, state_dir: Path,
+def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project,
         observer: Observer | None = None) -> RunResult:
     """Run the layer ``start`` (an ``instance/layer`` key of ``plans``) and any it hands over to.
 
     ``plans`` holds every layer the run may reach; the caller builds them once.
     """
     observer = observer or NullObserver()
+    state_dir = project.state_dir
     first = plans[start]
     result = RunResult(pipeline=first.instance, layer=first.layer, target=TARGET, env=first.env)
     buckets = sorted({p.holding_bucket for p in plans.values()})

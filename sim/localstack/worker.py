@@ -1,5 +1,5 @@
 """One LocalStack Lambda execution environment, run by dorc's executor plugin as
-``$DORC_WORKER_PYTHON -P -m sim.localstack.worker --owner <LocalStack pid>`` in the function's
+``$DORC_WORKER_PYTHON -P -m dorc_sim.localstack.worker --owner <LocalStack pid>`` in the function's
 unzipped code folder.
 
 Standard library plus ``sim.runtime`` only: every call goes through the same ``FunctionRuntime``
@@ -25,7 +25,7 @@ import traceback
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from sim.runtime import FunctionRuntime, FunctionSpec, InvocationResult
+from dorc_sim.runtime import FunctionRuntime, FunctionSpec, InvocationResult
 
 DEFAULT_MAX_PAYLOAD = 6 * 1024 * 1024 + 100  # LocalStack's default (LOCALSTACK_MAX_PAYLOAD_SIZE)
 
@@ -44,7 +44,7 @@ class _Settings:
         self.user_env_keys = [k for k in env.pop("DORC_USER_ENV_KEYS", "").split(",") if k]
         self.runtime = env.pop("DORC_LAMBDA_RUNTIME", "") or _runtime_from(env.get("AWS_EXECUTION_ENV", ""))
         dorc_path = env.pop("DORC_WORKER_PYTHONPATH", "")
-        # dorc's folder was only needed to import sim.runtime: the handler does not see it
+        # dorc's folder was only needed to import dorc_sim.runtime: the handler does not see it
         if dorc_path:
             sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.abspath(dorc_path)]
             rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != dorc_path]

@@ -9,7 +9,7 @@ import pytest
 
 from dorc.api import plan_layer
 from dorc.project import find_project
-from dorc.targets.localstack import LocalStackBackend
+from dorc.targets.localstack.backend import LocalStackBackend
 from helpers import chain_main, make_project
 
 pytestmark = pytest.mark.localstack

@@ -18,8 +18,10 @@ import zipfile
 
 import pytest
 
-from dorc import localstack_service as ls
-from sim.runtime import FunctionRuntime, FunctionSpec
+from dorc.localstack import service as ls
+from dorc.localstack.endpoint import endpoint_url, is_ready
+from dorc.localstack.install import is_installed
+from dorc_sim.runtime import FunctionRuntime, FunctionSpec
 
 pytestmark = pytest.mark.localstack
 
@@ -50,11 +52,11 @@ def test_endpoint_url(monkeypatch, explicit, aws_endpoint_url, localstack_host, 
             monkeypatch.delenv(var, raising=False)
         else:
             monkeypatch.setenv(var, value)
-    assert ls.endpoint_url(explicit) == expected
+    assert endpoint_url(explicit) == expected
 
 
 def test_is_ready_false_when_nothing_listens():
-    assert ls.is_ready(f"http://127.0.0.1:{_free_port()}") is False
+    assert is_ready(f"http://127.0.0.1:{_free_port()}") is False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -90,7 +92,7 @@ def test_start_without_docker_or_python313_is_a_clear_error(cli, tmp_path, monke
     assert "needs Python >= 3.13" in res.output
     assert "Docker cannot be used" in res.output
     assert "install Python 3.13" in res.output
-    assert not ls.is_ready(f"http://127.0.0.1:{port}")
+    assert not is_ready(f"http://127.0.0.1:{port}")
     assert not (tmp_path / "run" / ls.STATE_FILE).exists()
 
 
@@ -432,7 +434,7 @@ def test_start_refuses_a_busy_port_or_a_running_instance(cli, dorc_localstack, t
     assert res.exit_code == 2 and "already answers" in res.output, res.output
     res = cli("localstack", "start", "--port", dorc_localstack.port, "--state-dir", dorc_localstack.state_dir)
     assert res.exit_code == 2 and "already running" in res.output, res.output
-    assert ls.is_ready(dorc_localstack.endpoint)
+    assert is_ready(dorc_localstack.endpoint)
 
 
 def test_executor_plugin_is_registered(dorc_localstack):
@@ -440,4 +442,4 @@ def test_executor_plugin_is_registered(dorc_localstack):
     with open(os.path.join(dorc_localstack.state_dir, "executor.json")) as fh:
         marker = json.load(fh)
     assert marker["executor"] == "dorc" and marker["problems"] == []
-    assert ls.is_installed()
+    assert is_installed()

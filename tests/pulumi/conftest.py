@@ -1,7 +1,7 @@
 """Fixtures for the Pulumi target's tests: private copies of pipeline-config, throw-away
 projects, and one offline run per stack, shared by the tests that read it.
 
-Every program runs in-process under Pulumi's mocks (``dorc.pulumi_mocks``); nothing here
+Every program runs in-process under Pulumi's mocks (``dorc.targets.pulumi.preview``); nothing here
 needs the Pulumi CLI, plugins or AWS.
 """
 
@@ -41,7 +41,7 @@ def census(census_root):
 @pytest.fixture(scope="session")
 def stack_run(census):
     """``stack_run(instance, layer, env)`` -> ``ProgramRun``, each stack run once per session."""
-    from dorc.pulumi_mocks import run_stack
+    from dorc.targets.pulumi.preview import run_stack
 
     cache: dict = {}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dorc.targets.pulumi_engine import PULUMI_MISSING, PULUMI_MISSING_HINT, find_pulumi_cli
+from dorc.targets.pulumi.engine import PULUMI_MISSING, PULUMI_MISSING_HINT, find_pulumi_cli
 
 EXPECTED = (
     "error: the Pulumi CLI is not installed: `dorc deploy`, `dorc destroy` and `dorc promote --target pulumi` "

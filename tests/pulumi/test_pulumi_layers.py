@@ -45,7 +45,7 @@ def expected(census):
 
 
 def _by_name(run, type_):
-    from dorc.pulumi_mocks import unwrap_secrets
+    from dorc.targets.pulumi.preview import unwrap_secrets
 
     return {r.name: unwrap_secrets(r.inputs) for r in run.find(type_)}
 
@@ -169,7 +169,7 @@ def test_environments_differ_only_where_the_plan_says(stack_run):
 
 
 def test_preview_layer_redacts_and_is_json_friendly(census):
-    from dorc.pulumi_mocks import preview_layer
+    from dorc.targets.pulumi.preview import preview_layer
 
     resources = preview_layer(census, "census", "raw", "prod")
     json.dumps(resources)

@@ -50,7 +50,7 @@ def _one(run, type_):
 
 def test_s3_trigger_becomes_an_event_pattern_rule(demo):
     from dorc.api import plan_layer
-    from dorc.pulumi_mocks import run_stack, unwrap_secrets
+    from dorc.targets.pulumi.preview import run_stack, unwrap_secrets
 
     plan = plan_layer(demo, "demo", "main", "prod")
     (trigger,) = plan.triggers
@@ -69,7 +69,7 @@ def test_s3_trigger_becomes_an_event_pattern_rule(demo):
 
 
 def test_secure_setting_is_a_pulumi_secret_in_the_function(demo):
-    from dorc.pulumi_mocks import is_secret, run_stack, unwrap_secrets
+    from dorc.targets.pulumi.preview import is_secret, run_stack, unwrap_secrets
 
     run = run_stack(demo, "demo", "main", "prod")
     env = _one(run, "aws:lambda/function:Function").inputs["environment"]
@@ -100,7 +100,7 @@ def test_secrets_never_appear_in_dorc_plan(demo, dorc_cli):
 
 def test_promoted_packages_are_deployed_without_a_build_or_upload(tmp_path, dorc_cli):
     from dorc.project import find_project
-    from dorc.pulumi_mocks import run_stack
+    from dorc.targets.pulumi.preview import run_stack
 
     prod = f"config:\n  aws:region: eu-west-2\n  dorc:promoted_packages: '{json.dumps({'f1': PROMOTED})}'\n"
     root = write_project(tmp_path / "p", {"demo/main": {"main": DEMO_MAIN, "functions": {"f1": OK_HANDLER}}},
@@ -146,8 +146,8 @@ def test_a_failing_program_is_a_dorc_error(tmp_path, dorc_cli):
 
 def test_region_mismatch_is_refused(tmp_path):
     from dorc.project import find_project
-    from dorc.pulumi_mocks import run_program
-    from dorc.targets.pulumi_program import PulumiTargetError
+    from dorc.targets.pulumi.preview import run_program
+    from dorc.targets.pulumi.program import PulumiTargetError
 
     root = write_project(tmp_path / "p", {"demo/main": {"main": DEMO_MAIN, "functions": {"f1": OK_HANDLER}}},
                          stack_files={"demo/main": {"prod": "config:\n  aws:region: eu-west-2\n"}})

@@ -67,7 +67,7 @@ def test_universal_artifact_bucket(census, stack_run):
 def test_layers_are_served_what_the_shared_stacks_export(census, stack_run, env):
     """Offline, a layer's stack references are answered from the plans; the shared programs,
     run for real under mocks, must export exactly that, or offline plans would lie."""
-    from dorc.pulumi_mocks import planned_stack_outputs
+    from dorc.targets.pulumi.preview import planned_stack_outputs
 
     served = planned_stack_outputs(census, env)
     assert served[f"dorc-census-infra/infra-{env}"] == stack_run("infra", None, env).exports
@@ -94,7 +94,7 @@ def test_pulumi_yaml_names_the_projects_dorc_references():
 
 def test_components_are_importable_from_dorc():
     import dorc
-    from dorc.targets import pulumi_program
+    from dorc.targets.pulumi import program as pulumi_program
 
     assert dorc.CreateUniversal is pulumi_program.CreateUniversal
     assert dorc.CreateInfra is pulumi_program.CreateInfra

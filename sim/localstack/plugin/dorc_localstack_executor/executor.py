@@ -1,5 +1,5 @@
 """LocalStack RuntimeExecutor "dorc": one execution environment = one host process running
-``$DORC_WORKER_PYTHON -m sim.localstack.worker`` (dorc's interpreter and runtime), instead of a
+``$DORC_WORKER_PYTHON -m dorc_sim.localstack.worker`` (dorc's interpreter and runtime), instead of a
 Docker container with LocalStack's init.
 
 Protocol, the one LocalStack's init speaks with the Docker executor:
@@ -63,7 +63,7 @@ from localstack.utils.strings import to_bytes, to_str
 LOG = logging.getLogger(__name__)
 
 NAMESPACE = "/_localstack_lambda"
-WORKER_MODULE = "sim.localstack.worker"
+WORKER_MODULE = "dorc_sim.localstack.worker"
 READY_TIMEOUT = 15.0  # seconds; LocalStack's own limit is LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT (20 s)
 # the worker times calls out itself; this is only for a worker stuck in C code (or with SIGALRM
 # blocked). Generous: a busy machine must not see the fallback fire before the worker's own timeout
@@ -88,8 +88,8 @@ def _setup_problems() -> list[str]:
     elif not (os.path.isfile(python) and os.access(python, os.X_OK)):
         problems.append(f"DORC_WORKER_PYTHON={python} is not an executable file")
     path = _worker_pythonpath()
-    if not path or not os.path.isfile(os.path.join(path, "sim", "localstack", "worker.py")):
-        problems.append(f"DORC_WORKER_PYTHONPATH={path!r} does not contain sim/localstack/worker.py")
+    if not path or not os.path.isfile(os.path.join(path, "dorc_sim", "localstack", "worker.py")):
+        problems.append(f"DORC_WORKER_PYTHONPATH={path!r} does not contain dorc_sim/localstack/worker.py")
     return problems
 
 

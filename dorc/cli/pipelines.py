@@ -1,13 +1,8 @@
-"""The ``dorc`` command: parse, call the library, render. No pipeline logic lives here.
-
-Exit codes: 0 success; 1 the pipeline ran and failed; 2 invalid definition, project, command
-line or a missing tool (nothing ran).
-"""
+"""``dorc run``, ``validate``, ``list``, ``runs``: a pipeline's definitions and its runs."""
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import sys
@@ -16,42 +11,11 @@ from typing import Optional
 
 import typer
 
-from .cli_options import ConfigRepo
-from .errors import DorcError
-
-app = typer.Typer(
-    help="Run serverless data pipelines in-process, in LocalStack and in AWS from one definition.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-    add_completion=False,
-)
-store_app = typer.Typer(help="The local holding store that persists between local runs.", no_args_is_help=True)
-app.add_typer(store_app, name="store")
-from .cli_localstack import localstack_app; app.add_typer(localstack_app, name="localstack")  # noqa: E402,E702
+from ..errors import DorcError
+from ..project import find_project
+from .options import ConfigRepo
 
 
-def _show_version(value: bool) -> None:
-    if value:
-        from . import __version__
-
-        sys.stdout.write(f"dorc {__version__} (Python {sys.version.split()[0]})\n")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
-                                       help="Print dorc's version and exit.")) -> None:
-    """Run serverless data pipelines in-process, in LocalStack and in AWS from one definition."""
-
-
-def _project(config_repo: Optional[str]):
-    from .project import find_project
-
-    return find_project(config_repo)
-
-
-@app.command()
 def run(
     instance: str = typer.Argument(..., help="Pipeline instance, e.g. census."),
     layer: Optional[str] = typer.Argument(None, help="Layer, e.g. raw. Omitted: every layer no other layer hands over to, and what they hand over to."),
@@ -67,20 +31,14 @@ def run(
     config_repo: Optional[str] = ConfigRepo,
 ):
     """Run a pipeline: each function's return value is the next one's event, contracts checked on every hop."""
-    from . import api
-    from .render import TerminalObserver, console, summary
+    from .. import api
+    from ..render import TerminalObserver, console, summary
 
     with _errors_as_json(as_json):
         if local and localstack:
             raise DorcError("choose one of --local and --localstack")
         target = "localstack" if localstack else "local"
-        if target == "local":
-            ignored = [flag for flag, given in (("--endpoint", endpoint is not None), ("--no-deploy", no_deploy),
-                                                ("--timeout", timeout is not None)) if given]
-            if ignored:
-                raise DorcError(f"{', '.join(ignored)} only appl{'ies' if len(ignored) == 1 else 'y'} to --localstack runs",
-                                hint="add --localstack, or drop " + ", ".join(ignored))
-        project = _project(config_repo)
+        project = find_project(config_repo)
         event_json = api.parse_event(event)
         out = console(stderr=as_json)
         observer = TerminalObserver(out, show_logs=not quiet)
@@ -131,7 +89,6 @@ def _stdout_fd_to_stderr(active: bool):
         os.close(saved)
 
 
-@app.command()
 def validate(
     instance: Optional[str] = typer.Argument(None, help="Only this instance."),
     layer: Optional[str] = typer.Argument(None, help="Only this layer."),
@@ -141,11 +98,11 @@ def validate(
     """Check definitions, handlers, the chain and AWS limits. Exit 0 valid, 2 invalid (every problem listed)."""
     from rich.text import Text
 
-    from . import api
-    from .render import console, print_problem
+    from .. import api
+    from ..render import console, print_problem
 
     out = console()
-    results = api.validate(_project(config_repo), instance, layer, env)
+    results = api.validate(find_project(config_repo), instance, layer, env)
     bad = 0
     for key, problems in results.items():
         if problems:
@@ -160,7 +117,6 @@ def validate(
     raise typer.Exit(2 if bad else 0)
 
 
-@app.command("list")
 def list_(
     env: str = typer.Option("local", "--env", help="Environment for the deployed names."),
     config_repo: Optional[str] = ConfigRepo,
@@ -169,11 +125,11 @@ def list_(
     from rich.markup import escape
     from rich.tree import Tree
 
-    from . import api
-    from .errors import DefinitionError
-    from .render import console
+    from .. import api
+    from ..errors import DefinitionError
+    from ..render import console
 
-    project = _project(config_repo)
+    project = find_project(config_repo)
     out = console()
     root = Tree(f"[bold]{project.settings.project}[/] ({project.root})")
     for inst in project.instances():
@@ -194,7 +150,6 @@ def list_(
     out.print(root, soft_wrap=False)  # long lines wrap inside the tree instead of being cut
 
 
-@app.command()
 def runs(
     instance: Optional[str] = typer.Argument(None, help="Only this instance."),
     layer: Optional[str] = typer.Argument(None, help="Only runs that started at this layer."),
@@ -205,10 +160,10 @@ def runs(
     from rich import box
     from rich.table import Table
 
-    from .records import read_records
-    from .render import console
+    from ..records import read_records
+    from ..render import console
 
-    project = _project(config_repo)
+    project = find_project(config_repo)
     if instance is not None and instance not in project.instances():
         raise DorcError(f"no pipeline instance {instance!r}",
                         hint="instances: " + (", ".join(project.instances()) or "none") + " (see dorc list)")
@@ -238,101 +193,3 @@ def runs(
     out.print(table)
     newest = Path(records[0]["record_path"])
     out.print(f"[dim]records in {newest.parent} (newest: {newest.name})[/]")
-
-
-@store_app.command("ls")
-def store_ls(config_repo: Optional[str] = ConfigRepo):
-    """What the local holding store holds (bucket, key, size)."""
-    from rich.markup import escape
-
-    from sim.aws import list_store
-
-    from .render import console
-
-    project = _project(config_repo)
-    out = console()
-    items = list_store(project.state_dir / "local-aws")
-    for bucket, key, size in items:
-        out.print(f"{escape(f's3://{bucket}/{key}')}  [dim]{size:,} bytes[/]")
-    if not items:
-        out.print("[dim]the local store is empty[/]")
-
-
-@store_app.command("clear")
-def store_clear(
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
-    config_repo: Optional[str] = ConfigRepo,
-):
-    """Delete everything local runs stored (the next processed run will need a raw run first)."""
-    from sim.aws import clear_store, list_store
-
-    from .render import console
-
-    project = _project(config_repo)
-    store = project.state_dir / "local-aws"
-    n = len(list_store(store))
-    if n and not yes:
-        if not sys.stdin.isatty():
-            raise DorcError(f"the local store holds {n} object(s); refusing to delete them without --yes")
-        typer.confirm(f"Delete {n} object(s) from the local store {store}?", abort=True)
-    clear_store(store)
-    console().print(f"cleared the local store ({n} object(s) deleted)")
-
-
-def main() -> None:
-    """Console-script entry point: user mistakes become one message and exit code 2."""
-    try:
-        code = app(standalone_mode=False)  # returns the code of a typer.Exit instead of raising it
-    except DorcError as exc:
-        from .render import print_error
-
-        print_error(exc)
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.stderr.write("aborted\n")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
-    except Exception as exc:
-        if _is_usage_error(exc):  # bad command line: click's own message, exit 2
-            exc.show()  # type: ignore[attr-defined]
-            sys.exit(getattr(exc, "exit_code", 2) or 2)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-def console_main() -> None:
-    """The ``dorc`` executable: ``main()``, then a faster exit.
-
-    What a run loaded (moto, botocore's service models) lives until the process ends; the
-    interpreter's last garbage collections would walk all of it, about 0.3 s of a 1.5 s local run.
-    Freezing moves it out of their way; files are still flushed and closed as usual. Only for the
-    process entry point: ``main()`` called in-process (tests) keeps collecting normally.
-    """
-    try:
-        main()
-    finally:
-        gc.freeze()
-
-
-def _is_usage_error(exc: Exception) -> bool:
-    """typer ships its own copy of click (``typer._click``) and may also use click itself."""
-    classes = []
-    for module in ("typer._click.exceptions", "click.exceptions"):
-        try:
-            classes.append(getattr(__import__(module, fromlist=["ClickException"]), "ClickException"))
-        except (ImportError, AttributeError):
-            pass
-    return any(isinstance(exc, cls) for cls in classes)
-
-
-# Commands kept in their own modules register themselves on ``app`` (their heavy imports stay
-# inside the command functions).
-from . import cli_deploy  # noqa: E402,F401
-from . import cli_pulumi  # noqa: E402,F401  (dorc plan)
-
-if __name__ == "__main__":
-    console_main()

@@ -8,68 +8,22 @@ unchanged package is not uploaded again.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..errors import DorcError
-from ..promote import deployment_stamp
-from ..plan import (InfraPlan, LayerPlan, UniversalPlan, artifact_key, build_infra_plan,
+from ...errors import LocalStackRunError
+from ...observer import Progress
+from ...package import code_sha256
+from ..deployments import deployment_stamp
+from ...plan import (InfraPlan, LayerPlan, UniversalPlan, artifact_key, build_infra_plan,
                     build_universal_plan)
-from ..plan import stack_name as plan_stack_name
-
-TARGET = "localstack"
-_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-
-
-class LocalStackError(DorcError):
-    exit_code = 1  # something was attempted against LocalStack and did not work
-
-
-@dataclass
-class Clients:
-    endpoint: str
-    region: str
-
-    def __post_init__(self):
-        import boto3
-        from botocore.config import Config
-
-        cfg = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=60)
-        self._make = lambda svc: boto3.client(svc, endpoint_url=self.endpoint, region_name=self.region,
-                                              config=cfg, **_CREDENTIALS)
-        self._cache: dict[str, Any] = {}
-
-    def __getattr__(self, service: str):
-        if service.startswith("_"):
-            raise AttributeError(service)
-        if service not in self._cache:
-            self._cache[service] = self._make({"states": "stepfunctions", "awslambda": "lambda"}.get(service, service))
-        return self._cache[service]
-
-
-def require_ready(endpoint: str) -> None:
-    from ..localstack_endpoint import is_ready
-
-    if not is_ready(endpoint):
-        raise DorcError(  # exit 2: nothing ran
-            f"LocalStack is not reachable at {endpoint}",
-            hint="start it with `dorc localstack start` (or `docker compose -f docker-compose.localstack.yml up -d`), "
-                 "or pass --endpoint URL",
-        )
-
-
-def _error_code(exc: Exception) -> str:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-
+from ...plan import stack_name as plan_stack_name
+from .clients import TARGET, Clients, error_code
 
 # -- deployment -------------------------------------------------------------------------------
-
-Progress = Callable[[str], None]
-
 
 def deploy_shared(c: Clients, universal: UniversalPlan, infra: InfraPlan, progress: Progress) -> None:
     """The universal and infra-<env> stacks' resources: artifact and holding buckets, roles."""
@@ -84,7 +38,7 @@ def deploy_shared(c: Clients, universal: UniversalPlan, infra: InfraPlan, progre
                               Tags=[{"Key": k, "Value": v} for k, v in infra.tags.items()])
             progress(f"created role {role.name}")
         except Exception as exc:
-            if _error_code(exc) != "EntityAlreadyExists":
+            if error_code(exc) != "EntityAlreadyExists":
                 raise
             c.iam.update_assume_role_policy(RoleName=role.name, PolicyDocument=json.dumps(role.trust_policy))
         c.iam.put_role_policy(RoleName=role.name, PolicyName="dorc", PolicyDocument=json.dumps(role.policy))
@@ -100,7 +54,7 @@ def _ensure_bucket(c: Clients, bucket: str, region: str) -> None:
     try:
         c.s3.create_bucket(Bucket=bucket, **kwargs)
     except Exception as exc:
-        if _error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+        if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
 
 
@@ -114,14 +68,10 @@ def upload_packages(c: Clients, plan: LayerPlan, artifact_bucket: str, progress:
         except Exception:
             pass
         if fn.package_path is None:  # promoted: the package must already be in the artifact store
-            raise LocalStackError(f"package {fn.package_sha256[:12]} of {fn.key} is not in s3://{artifact_bucket}",
+            raise LocalStackRunError(f"package {fn.package_sha256[:12]} of {fn.key} is not in s3://{artifact_bucket}",
                                   hint="promote from an environment that was deployed to this endpoint")
         c.s3.upload_file(fn.package_path, artifact_bucket, key)
         progress(f"uploaded {fn.key} package {fn.package_sha256[:12]} ({Path(fn.package_path).stat().st_size:,} bytes)")
-
-
-def _code_sha256_b64(hex_digest: str) -> str:
-    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
 
 
 def deploy_functions(c: Clients, plan: LayerPlan, infra: InfraPlan, artifact_bucket: str, progress: Progress,
@@ -137,7 +87,7 @@ def deploy_functions(c: Clients, plan: LayerPlan, infra: InfraPlan, artifact_buc
         try:
             current = c.awslambda.get_function(FunctionName=fn.name)["Configuration"]
         except Exception as exc:
-            if _error_code(exc) != "ResourceNotFoundException":
+            if error_code(exc) != "ResourceNotFoundException":
                 raise
             current = None
         if current is None:
@@ -145,7 +95,7 @@ def deploy_functions(c: Clients, plan: LayerPlan, infra: InfraPlan, artifact_buc
                                         Tags=plan.tags, **config)
             progress(f"created function {fn.name}")
         else:
-            if current.get("CodeSha256") != _code_sha256_b64(fn.package_sha256):
+            if current.get("CodeSha256") != code_sha256(fn.package_sha256):
                 _wait_function(c, fn.name)
                 c.awslambda.update_function_code(FunctionName=fn.name, S3Bucket=artifact_bucket, S3Key=artifact_key(fn))
                 progress(f"updated code of {fn.name}")
@@ -177,7 +127,7 @@ def _wait_function(c: Clients, name: str, timeout: float = 60.0) -> None:
         state, update = cfg.get("State"), cfg.get("LastUpdateStatus")
         if state == "Failed" or update == "Failed":
             reason = cfg.get("StateReason") or cfg.get("LastUpdateStatusReason") or "no reason given"
-            raise LocalStackError(
+            raise LocalStackRunError(
                 f"LocalStack could not start function {name}: {reason}",
                 hint="run LocalStack with dorc's Lambda executor: `dorc localstack start` (host mode), or a "
                      "LocalStack that can run Lambda containers (docker-compose.localstack.yml)",
@@ -185,7 +135,7 @@ def _wait_function(c: Clients, name: str, timeout: float = 60.0) -> None:
         if state == "Active" and update in (None, "Successful"):
             return
         if time.monotonic() > deadline:
-            raise LocalStackError(f"function {name} is still {state}/{update} after {timeout:.0f} s")
+            raise LocalStackRunError(f"function {name} is still {state}/{update} after {timeout:.0f} s")
         time.sleep(0.1)
 
 
@@ -193,7 +143,7 @@ def _ensure_log_group(c: Clients, name: str, retention: int) -> None:
     try:
         c.logs.create_log_group(logGroupName=name)
     except Exception as exc:
-        if _error_code(exc) != "ResourceAlreadyExistsException":
+        if error_code(exc) != "ResourceAlreadyExistsException":
             raise
     c.logs.put_retention_policy(logGroupName=name, retentionInDays=retention)
 
@@ -204,7 +154,7 @@ def deploy_state_machine(c: Clients, plan: LayerPlan, infra: InfraPlan, progress
     try:
         current = c.states.describe_state_machine(stateMachineArn=plan.state_machine_arn)
     except Exception as exc:
-        if _error_code(exc) != "StateMachineDoesNotExist":
+        if error_code(exc) != "StateMachineDoesNotExist":
             raise
         current = None
     if current is None:
@@ -258,8 +208,12 @@ def deployments_dir(state_dir: Path) -> Path:
     return state_dir / "deployments" / TARGET
 
 
+def deployment_file(state_dir: Path, stack: str) -> Path:
+    return deployments_dir(state_dir) / f"{stack}.json"
+
+
 def read_deployment(state_dir: Path, stack: str) -> Deployment | None:
-    path = deployments_dir(state_dir) / f"{stack}.json"
+    path = deployment_file(state_dir, stack)
     try:
         return Deployment(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
@@ -278,7 +232,7 @@ def deploy(plans: dict[str, LayerPlan], *, project, endpoint: str, environments:
            progress: Progress, promoted: dict[str, dict[str, str]] | None = None) -> dict[str, Deployment]:
     """Deploy every plan, hand-over targets first. Layers in ``promoted`` (key -> function ->
     sha256) get those existing packages instead of a fresh build."""
-    from ..package import package_plan
+    from ...package import package_plan
 
     first = next(iter(plans.values()))
     c = Clients(endpoint, first.region)
@@ -290,9 +244,7 @@ def deploy(plans: dict[str, LayerPlan], *, project, endpoint: str, environments:
     for key in _children_first(plans):
         plan = plans[key]
         if promoted and key in promoted:
-            plan = plan.model_copy(update={"functions": [
-                f.model_copy(update={"package_sha256": promoted[key][f.key], "package_path": None})
-                for f in plan.functions]})
+            plan = plan.with_packages(promoted[key])
         elif any(f.package_sha256 is None for f in plan.functions):
             plan = package_plan(plan, project.state_dir / "build", project.state_dir / "cache")
         plans[key] = plan

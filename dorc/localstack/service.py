@@ -4,7 +4,7 @@ Two ways to run it, one version (``LOCALSTACK_VERSION``):
 
 - **host** (no Docker): ``localstack-core`` in a venv of its own, built with a Python >= 3.13
   (``install``), started as ``python -m localstack.runtime.main`` with dorc's Lambda executor
-  plugin (``sim/localstack/plugin``): each function runs in a host process through dorc's own
+  plugin (``sim/localstack/plugin``, installed as ``dorc_sim``): each function runs in a host process through dorc's own
   runtime, so LocalStack runs behave like in-process runs.
 - **docker**: the pinned ``localstack/localstack`` image, as ``docker-compose.localstack.yml``
   runs it (that image needs ``LOCALSTACK_AUTH_TOKEN``).
@@ -13,7 +13,7 @@ Everything a running instance needs lives in its state folder (default
 ``~/.cache/dorc/localstack/run-<port>/``): ``localstack.json`` (pid or container, endpoint, mode),
 ``localstack.pid``, ``localstack.log``, and LocalStack's FILESYSTEM_ROOT and TMPDIR.
 
-Where it answers is ``localstack_endpoint``; the host-mode install is ``localstack_install``.
+Where it answers is ``endpoint``; the host-mode install is ``install``.
 Errors are ``DorcError``s: the CLI prints them as one message and exits 2.
 """
 
@@ -32,16 +32,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .localstack_endpoint import (  # noqa: F401  (re-exported: the module callers know)
-    DEFAULT_ENDPOINT, DEFAULT_PORT, HEALTH_PATH, START_TIMEOUT, LocalStackError, endpoint_url, health,
-    is_ready, require_ready, wait_ready,
-)
-from .localstack_install import (  # noqa: F401  (re-exported)
-    EXECUTOR_GROUP, EXECUTOR_NAME, INSTALL_MARKER, LOCALSTACK_VERSION, MIN_PYTHON, PINNED_PACKAGES,
-    LocalStackUnavailable, Progress, PythonFound, _python_hint, _read_json, _state_dir, cache_root,
-    default_state_dir, find_python, install, install_state, is_installed, localstack_home,
-    plugin_source_dir, worker_pythonpath,
-)
+from ..errors import LocalStackError
+from ..observer import Progress
+from .endpoint import DEFAULT_PORT, START_TIMEOUT, health, wait_ready
+from .install import (EXECUTOR_NAME, LOCALSTACK_VERSION, LocalStackUnavailable, find_python, install,
+                      is_installed, localstack_home, python_hint, read_json, state_dir_for, worker_pythonpath)
 
 DOCKER_IMAGE = "localstack/localstack:2026.03.0"  # the image tags use a zero-padded month
 SERVICES = "lambda,stepfunctions,iam,sts,s3,logs,events,cloudwatch"
@@ -99,7 +94,7 @@ class ServiceStatus:
 
 
 def read_info(port: int = DEFAULT_PORT, state_dir: str | os.PathLike | None = None) -> ServiceInfo | None:
-    doc = _read_json(_state_dir(port, state_dir) / STATE_FILE)
+    doc = read_json(state_dir_for(port, state_dir) / STATE_FILE)
     try:
         return ServiceInfo.from_dict(doc) if doc else None
     except TypeError:
@@ -339,7 +334,7 @@ def start(port: int = DEFAULT_PORT, state_dir: str | os.PathLike | None = None, 
     instance or a port something already answers on."""
     if mode not in MODES:
         raise LocalStackError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    folder = _state_dir(port, state_dir)
+    folder = state_dir_for(port, state_dir)
     folder.mkdir(parents=True, exist_ok=True)
     existing = read_info(port, folder)
     if existing is not None:
@@ -369,10 +364,10 @@ def start(port: int = DEFAULT_PORT, state_dir: str | os.PathLike | None = None, 
                 if client is not None:
                     raise LocalStackUnavailable(
                         f"the LocalStack {DOCKER_IMAGE} image needs LOCALSTACK_AUTH_TOKEN, and there is no "
-                        f"Python >= 3.13 to run LocalStack without Docker", hint=_python_hint()) from exc
+                        f"Python >= 3.13 to run LocalStack without Docker", hint=python_hint()) from exc
                 raise LocalStackUnavailable(
                     f"LocalStack needs Docker or Python >= 3.13, and this machine has neither: {why}; "
-                    f"{exc.message}", hint=_python_hint()) from exc
+                    f"{exc.message}", hint=python_hint()) from exc
     elif mode == "auto":
         # an explicit --python means host mode; say what else would have worked if it does not qualify
         try:
@@ -381,7 +376,7 @@ def start(port: int = DEFAULT_PORT, state_dir: str | os.PathLike | None = None, 
             client, why = docker_engine()
             other = ("a Docker engine answers: use --mode docker" if client is not None
                      else f"and Docker cannot be used either: {why}")
-            raise LocalStackUnavailable(f"{exc.message}; {other}", hint=_python_hint()) from exc
+            raise LocalStackUnavailable(f"{exc.message}; {other}", hint=python_hint()) from exc
     return _start_host(port, folder, python, progress, timeout)
 
 
@@ -463,7 +458,7 @@ def _start_host(port: int, folder: Path, python: str | None, progress: Progress 
 def _wait_executor(marker: Path, log: Path, alive: Callable[[], str | None], deadline: float) -> None:
     """LocalStack falls back to Docker for an unknown executor without failing: make sure ours loaded."""
     while True:
-        doc = _read_json(marker)
+        doc = read_json(marker)
         if doc is not None:
             if doc.get("problems"):
                 raise LocalStackError("dorc's Lambda executor is misconfigured: " + "; ".join(doc["problems"]))
@@ -481,9 +476,9 @@ def _wait_executor(marker: Path, log: Path, alive: Callable[[], str | None], dea
 
 
 def _is_worker_of(pid: int, owner: int) -> bool:
-    """``pid`` is (now) a dorc worker of the LocalStack process ``owner`` (``... -m sim.localstack.worker --owner N``)."""
+    """``pid`` is (now) a dorc worker of the LocalStack process ``owner`` (``... -m dorc_sim.localstack.worker --owner N``)."""
     cmd = _cmdline(pid)
-    if "sim.localstack.worker" not in cmd or "--owner" not in cmd:
+    if "dorc_sim.localstack.worker" not in cmd or "--owner" not in cmd:
         return False
     i = cmd.index("--owner")
     return i + 1 < len(cmd) and cmd[i + 1] == str(owner)
@@ -575,7 +570,7 @@ def stop(port: int = DEFAULT_PORT, state_dir: str | os.PathLike | None = None, *
     """Stop the LocalStack recorded in the state folder (SIGTERM, ``grace`` seconds, then SIGKILL of
     its process group; or stop and remove its container). Returns what was stopped, None if nothing
     was recorded."""
-    folder = _state_dir(port, state_dir)
+    folder = state_dir_for(port, state_dir)
     info = read_info(port, folder)
     if info is None:
         return None
@@ -612,7 +607,7 @@ def status(port: int = DEFAULT_PORT, state_dir: str | os.PathLike | None = None,
 def logs(port: int = DEFAULT_PORT, state_dir: str | os.PathLike | None = None, *, follow: bool = False,
          lines: int = 100) -> Iterator[str]:
     """The last ``lines`` lines of LocalStack's log; with ``follow``, then new lines while it runs."""
-    folder = _state_dir(port, state_dir)
+    folder = state_dir_for(port, state_dir)
     info = read_info(port, folder)
     if info is not None and info.mode == "docker":
         c = _docker_container(info.container_id)

@@ -21,7 +21,6 @@ This module imports ``pulumi`` and ``pulumi_aws``; only Pulumi programs and ``do
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -31,10 +30,11 @@ from typing import Any, Mapping
 import pulumi
 import pulumi_aws as aws
 
-from ..errors import DefinitionError, DorcError
-from ..package import ARCHITECTURE, package_plan
-from ..promote import deployment_stamp
-from ..plan import (
+from ...errors import DefinitionError, DorcError
+from ...package import ARCHITECTURE, code_sha256, package_plan
+from ..deployments import deployment_stamp
+from .stacks import PROMOTED_PACKAGES_ENV
+from ...plan import (
     InfraPlan,
     LayerPlan,
     UniversalPlan,
@@ -49,7 +49,6 @@ from ..plan import (
 )
 
 DEFAULT_ORG = "organization"  # Pulumi's name for "the current user's org" in stack references
-PROMOTED_PACKAGES_ENV = "DORC_PROMOTED_PACKAGES"
 CONFIG_NAMESPACE = "dorc"  # dorc:org, dorc:promoted_packages, dorc:holding_bucket
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -115,11 +114,9 @@ def _settings_for(program_file: str | os.PathLike | None):
     """``dorc.toml`` above the program's folder. The file is passed (``__file__``) because the
     working directory is not the program's: dorc's Automation workspace runs it from
     ``.dorc/pulumi/<stack>/``; the Pulumi CLI from the program folder."""
-    from ..pipeline import _find_config_root
-    from ..project import find_project
+    from ...project import project_of
 
-    start = Path(program_file).resolve().parent if program_file else Path.cwd()
-    return find_project(_find_config_root(start)).settings
+    return project_of(Path(program_file).resolve().parent if program_file else Path.cwd()).settings
 
 
 def _stack_config(namespace_keys: tuple[str, ...]) -> dict[str, Any]:
@@ -233,11 +230,6 @@ def _block_public_access(name: str, bucket: aws.s3.Bucket, parent: pulumi.Resour
         ignore_public_acls=True, restrict_public_buckets=True, opts=_child(parent))
 
 
-def source_code_hash(sha256_hex: str) -> str:
-    """Lambda's ``CodeSha256`` form: base64 of the digest bytes (not of the hex text)."""
-    return base64.b64encode(bytes.fromhex(sha256_hex)).decode()
-
-
 class CreateLayer(_Exporting):
     """One layer in one environment, from its ``LayerPlan``.
 
@@ -285,7 +277,7 @@ class CreateLayer(_Exporting):
                 runtime=fn.runtime, handler=fn.handler, architectures=[ARCHITECTURE],
                 memory_size=fn.memory, timeout=fn.timeout,
                 environment=aws.lambda_.FunctionEnvironmentArgs(variables=variables),
-                s3_bucket=artifact_bucket, s3_key=key, source_code_hash=source_code_hash(fn.package_sha256),
+                s3_bucket=artifact_bucket, s3_key=key, source_code_hash=code_sha256(fn.package_sha256),
                 tags=tags, opts=_child(self, depends_on=depends))
         # The ASL names the functions by their planned ARNs; depending on them makes Pulumi
         # create the functions before the state machine that invokes them.
@@ -363,7 +355,7 @@ def _check_region(plan: LayerPlan) -> None:
 
 def _secret_environment(config) -> dict[str, pulumi.Output]:
     """``secure:`` settings as dorc read them (ciphertext) -> the decrypted Pulumi secret."""
-    from ..project import Secret
+    from ...project import Secret
 
     out: dict[str, pulumi.Output] = {}
     for full, value in config.values.items():
@@ -382,12 +374,11 @@ def _secret_environment(config) -> dict[str, pulumi.Output]:
 def apply_pipeline(config, definition) -> CreateLayer:
     """Register one layer: definition -> checks -> ``LayerPlan`` -> packages -> resources."""
     _require_running_program()
-    from ..api import known_layers
-    from ..loader import LoadedPipeline
-    from ..validate import check_definition
+    from ...loader import LoadedPipeline
+    from ...validate import check_definition
 
     loaded = LoadedPipeline(config.instance, config.layer, Path(definition.file_path).resolve(), config, definition)
-    problems = check_definition(loaded, known_layers(config.project))
+    problems = check_definition(loaded, config.project.known_layers())
     if problems:
         raise DefinitionError(problems)
     account = aws.get_caller_identity().account_id
@@ -401,8 +392,7 @@ def apply_pipeline(config, definition) -> CreateLayer:
         state = config.project.state_dir
         plan = package_plan(plan, state / "build", state / "cache")
     else:
-        plan = plan.model_copy(update={"functions": [
-            fn.model_copy(update={"package_sha256": promoted[fn.key], "package_path": None}) for fn in plan.functions]})
+        plan = plan.with_packages(promoted)
     settings = config.project.settings
     org = organization(config.values)
     infra = pulumi.StackReference(stack_reference_name(
@@ -421,5 +411,5 @@ def apply_pipeline(config, definition) -> CreateLayer:
 
 __all__ = [
     "CreateInfra", "CreateLayer", "CreateUniversal", "apply_pipeline", "infra_outputs", "universal_outputs",
-    "infra_plan_for", "universal_plan_for", "promoted_packages", "source_code_hash",
+    "infra_plan_for", "universal_plan_for", "promoted_packages",
 ]

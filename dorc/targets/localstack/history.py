@@ -8,9 +8,9 @@ import time
 import uuid
 from typing import Any
 
-from ..plan import LayerPlan
-from ..result import RunResult, StepError, StepResult
-from .aws_deploy import TARGET, Clients
+from ...plan import LayerPlan
+from ...result import RunResult, StepError, StepResult
+from .clients import TARGET, Clients
 
 LOG_WAIT = 10.0  # seconds: how long a finished step waits for its lines in CloudWatch Logs
 

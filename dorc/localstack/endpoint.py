@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Callable
 
-from .errors import DorcError
+from ..errors import LocalStackError
 
 DEFAULT_PORT = 4566
 DEFAULT_ENDPOINT = "http://localhost:4566"
@@ -17,10 +17,6 @@ HEALTH_PATH = "/_localstack/health"
 START_TIMEOUT = 120.0
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class LocalStackError(DorcError):
-    """LocalStack could not be installed, started, reached or stopped."""
 
 
 # --------------------------------------------------------------------------------------------

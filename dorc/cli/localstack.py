@@ -57,18 +57,19 @@ def install(
     force: bool = typer.Option(False, "--force", help="Rebuild the venv from scratch."),
 ):
     """Install LocalStack (pinned) and dorc's Lambda executor into a venv of their own (host mode)."""
-    from . import localstack_service as ls
-    from .render import console
+    from .. import api
+    from ..localstack import install as installed
+    from ..render import console
 
     out = console(stderr=True)
     t0 = time.monotonic()
-    already = ls.is_installed() and not force and python is None
+    already = installed.is_installed() and not force and python is None
     with _Progress(out) as progress:
-        venv_py = ls.install(python, progress=progress, force=force)
-    state = ls.install_state() or {}
+        venv_py = api.localstack_install(python, progress=progress, force=force)
+    state = installed.install_state() or {}
     what = "already installed" if already else f"installed in {time.monotonic() - t0:.1f} s"
-    console().print(f"LocalStack {ls.LOCALSTACK_VERSION} {what}: {venv_py} "
-                    f"(Python {state.get('python_version', '?')}, executor plugin '{ls.EXECUTOR_NAME}')")
+    console().print(f"LocalStack {installed.LOCALSTACK_VERSION} {what}: {venv_py} "
+                    f"(Python {state.get('python_version', '?')}, executor plugin '{installed.EXECUTOR_NAME}')")
 
 
 @localstack_app.command()
@@ -80,13 +81,13 @@ def start(
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for it to answer."),
 ):
     """Start LocalStack in the background and wait until it answers (exit 0 when ready)."""
-    from . import localstack_service as ls
-    from .render import console
+    from .. import api
+    from ..render import console
 
     out = console(stderr=True)
     t0 = time.monotonic()
     with _Progress(out) as progress:
-        info = ls.start(port=port, state_dir=state_dir, python=python, mode=mode, progress=progress, timeout=timeout)
+        info = api.localstack_start(port=port, state_dir=state_dir, python=python, mode=mode, progress=progress, timeout=timeout)
     who = f"pid {info.pid}" if info.pid else f"container {str(info.container_id)[:12]}"
     console().print(f"LocalStack {info.version} ready at [bold]{info.endpoint}[/] ({info.mode} mode, {who}) "
                     f"in {time.monotonic() - t0:.1f} s")
@@ -104,13 +105,13 @@ def stop(
     grace: float = typer.Option(5.0, "--grace", help="Seconds between SIGTERM and SIGKILL."),
 ):
     """Stop the LocalStack that `dorc localstack start` started (by its recorded PID or container)."""
-    from . import localstack_service as ls
-    from .render import console
+    from .. import api
+    from ..render import console
 
     t0 = time.monotonic()
-    info = ls.stop(port=port, state_dir=state_dir, grace=grace)
+    info = api.localstack_stop(port=port, state_dir=state_dir, grace=grace)
     if info is None:
-        st = ls.status(port=port, state_dir=state_dir)
+        st = api.localstack_status(port=port, state_dir=state_dir)
         extra = f" ({st.endpoint} answers, but dorc did not start it)" if st.ready else ""
         console().print(f"no LocalStack started by dorc on port {port}{extra}")
         return
@@ -126,10 +127,10 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ):
     """Is it running, does it answer, which services are up. Exit 0 when it answers, 1 otherwise."""
-    from . import localstack_service as ls
-    from .render import console
+    from .. import api
+    from ..render import console
 
-    st = ls.status(port=port, state_dir=state_dir, endpoint=endpoint)
+    st = api.localstack_status(port=port, state_dir=state_dir, endpoint=endpoint)
     if as_json:
         sys.stdout.write(json.dumps(st.to_dict(), indent=2, default=str) + "\n")
         sys.exit(0 if st.ready else 1)
@@ -159,8 +160,8 @@ def logs(
     lines: int = typer.Option(50, "--lines", "-n", help="How many of the last lines."),
 ):
     """LocalStack's log (the last lines; --follow for more as they come)."""
-    from . import localstack_service as ls
+    from .. import api
 
-    for line in ls.logs(port=port, state_dir=state_dir, follow=follow, lines=lines):
+    for line in api.localstack_logs(port=port, state_dir=state_dir, follow=follow, lines=lines):
         sys.stdout.write(line + "\n")
         sys.stdout.flush()

@@ -42,14 +42,12 @@ from pulumi.runtime import rpc as _rpc
 from pulumi.runtime import settings as _settings
 from pulumi.runtime.sync_await import _sync_await
 
-from .errors import DorcError, ProjectError
-from .plan import LOCAL_ACCOUNT_ID, pulumi_project_name, stack_name
-from .project import LOCAL_ENVS, Project, Secret, read_stack_config
+from ...errors import DorcError, ProjectError
+from ...plan import LOCAL_ACCOUNT_ID
 
 STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 REDACTED = "[secret]"
 UNKNOWN_TEXT = "(known after apply)"
-SHARED_STACKS = ("universal", "infra")  # instance names that mean a shared stack, not a pipeline
 
 
 class PulumiProgramError(DorcError):
@@ -364,7 +362,7 @@ def run_program(program: Union[str, os.PathLike, Callable[[], Any]], *, project:
     A ``DorcError`` from the program passes through; any other failure becomes a
     ``PulumiProgramError`` naming the program (the original is its ``__cause__``).
     """
-    from .loader import install_legacy_imports
+    from ...loader import install_legacy_imports
 
     mocks = mocks or PlanMocks()
     messages: list[tuple[str, str]] = []
@@ -436,138 +434,3 @@ async def _resolve(outputs: dict) -> dict:
         val = await o.future()
         res[k] = REDACTED if await o.is_secret() else plain(val)
     return res
-
-
-# -- dorc's stacks: which program, which config, which references ------------------------------
-
-@dataclass(frozen=True)
-class StackSpec:
-    """Where one of dorc's stacks comes from and what it is called."""
-
-    kind: str  # "universal" | "infra" | "layer"
-    instance: str
-    layer: Optional[str]
-    env: Optional[str]
-    pulumi_project: str
-    stack: str
-    program: Path  # the __main__.py
-    config: dict[str, Any]  # Pulumi-style: namespaced keys, {"secure": ...} for secrets
-    region: str
-
-    @property
-    def label(self) -> str:
-        if self.kind == "layer":
-            return f"{self.instance}/{self.layer} ({self.env})"
-        return self.stack
-
-
-def _pulumi_style(values: dict[str, Any]) -> dict[str, Any]:
-    """dorc's reading of a stack file (short and namespaced keys) -> namespaced keys only,
-    with ``secure:`` values marked as Pulumi expects them."""
-    out = {}
-    for key, value in values.items():
-        if ":" in key:
-            out[key] = {"secure": str(value)} if isinstance(value, Secret) else value
-    return out
-
-
-def _shared_config(project: Project, kind: str, env: Optional[str]) -> dict[str, Any]:
-    """``<kind>/Pulumi.<env>.yaml`` (infra) or ``universal/Pulumi.universal.yaml``; optional."""
-    name = env if kind == "infra" else "universal"
-    path = project.root / kind / f"Pulumi.{name}.yaml"
-    return _pulumi_style(read_stack_config(path)) if path.is_file() else {}
-
-
-def stack_spec(project: Project, instance: str, layer: Optional[str] = None, env: Optional[str] = None) -> StackSpec:
-    """The stack of ``universal``, ``infra --env ENV`` or ``<instance> <layer> --env ENV``."""
-    settings = project.settings
-    if instance in SHARED_STACKS:
-        if layer:
-            raise DorcError(f"{instance} is a shared stack and has no layers", hint=f"dorc plan {instance} --env ENV")
-        if instance == "infra" and not env:
-            raise DorcError("infra needs an environment", hint="dorc plan infra --env prod")
-        env = env if instance == "infra" else None
-        program = project.root / instance / "__main__.py"
-        if not program.is_file():
-            raise ProjectError(f"no {instance} program: {program} does not exist",
-                               hint=f"create {project.root / instance}/__main__.py (see dorc's pipeline-config)")
-        config = _shared_config(project, instance, env)
-        kind = instance
-    else:
-        if not layer:
-            raise DorcError(f"which layer of {instance}?", hint=f"layers: {', '.join(project.layers(instance))}")
-        if not env:
-            raise DorcError("a pipeline layer needs an environment", hint=f"dorc plan {instance} {layer} --env prod")
-        program = project.main_file(instance, layer)
-        values = project.stack_config(instance, layer, env)
-        config = _pulumi_style(values)
-        kind = "layer"
-    spec = StackSpec(kind=kind, instance=instance, layer=layer, env=env,
-                     pulumi_project=pulumi_project_name(settings.project, instance, layer),
-                     stack=stack_name(instance, layer, env), program=program, config=config,
-                     region=str(config.get("aws:region") or settings.region))
-    _check_pulumi_yaml(spec)
-    return spec
-
-
-def _check_pulumi_yaml(spec: StackSpec) -> None:
-    """The program folder's ``Pulumi.yaml`` must name the project dorc references."""
-    path = spec.program.parent / "Pulumi.yaml"
-    if not path.is_file():
-        return  # offline runs do not need it; deploys do
-    import yaml
-
-    try:
-        name = (yaml.safe_load(path.read_text()) or {}).get("name")
-    except yaml.YAMLError as exc:
-        raise ProjectError(f"{path} is not valid YAML: {exc}") from None
-    if name != spec.pulumi_project:
-        raise ProjectError(f"{path} names the Pulumi project {name!r}; dorc references it as {spec.pulumi_project!r}",
-                           hint=f"set `name: {spec.pulumi_project}` in {path}")
-
-
-def planned_stack_outputs(project: Project, env: Optional[str], *, account_id: str = LOCAL_ACCOUNT_ID) -> dict[str, dict]:
-    """What ``universal`` and ``infra-<env>`` would export, from their plans: the answers
-    to a layer's stack references, keyed ``"<pulumi project>/<stack>"``."""
-    from .targets.pulumi_program import infra_outputs, infra_plan_for, universal_outputs, universal_plan_for
-
-    settings = project.settings
-    out = {}
-    universal = universal_plan_for(settings, _shared_config(project, "universal", None))
-    out[f"{pulumi_project_name(settings.project, 'universal')}/{stack_name('universal', None, None)}"] = \
-        universal_outputs(universal)
-    if env:
-        infra = infra_plan_for(settings, env, _shared_config(project, "infra", env), account_id)
-        out[f"{pulumi_project_name(settings.project, 'infra')}/{stack_name('infra', None, env)}"] = infra_outputs(infra)
-    return out
-
-
-def run_stack(project: Project, instance: str, layer: Optional[str] = None, env: Optional[str] = None, *,
-              account_id: str = LOCAL_ACCOUNT_ID, preview: bool = True) -> ProgramRun:
-    """Run the program of one of dorc's stacks offline; its stack references are served from
-    the plans of ``universal`` and ``infra-<env>``."""
-    if env in LOCAL_ENVS and instance not in SHARED_STACKS:
-        raise DorcError(f"{env!r} is a machine-local environment and is never deployed with Pulumi",
-                        hint="plan a deployed environment, e.g. --env preprod")
-    spec = stack_spec(project, instance, layer, env)
-    mocks = PlanMocks(planned_stack_outputs(project, spec.env, account_id=account_id),
-                      account=account_id, region=spec.region)
-    org = str(spec.config.get("dorc:org") or "organization")
-    return run_program(spec.program, project=spec.pulumi_project, stack=spec.stack, config=spec.config,
-                       mocks=mocks, preview=preview, organization=org, label=spec.label)
-
-
-def preview_layer(project: Project, instance: str, layer: str, env: str, *,
-                  account_id: str = LOCAL_ACCOUNT_ID) -> list[dict]:
-    """The resources ``<instance>-<layer>-<env>`` would hold (secrets redacted)."""
-    return run_stack(project, instance, layer, env, account_id=account_id).resources()
-
-
-def preview_infra(project: Project, env: str, *, account_id: str = LOCAL_ACCOUNT_ID) -> list[dict]:
-    """The resources ``infra-<env>`` would hold."""
-    return run_stack(project, "infra", None, env, account_id=account_id).resources()
-
-
-def preview_universal(project: Project, *, account_id: str = LOCAL_ACCOUNT_ID) -> list[dict]:
-    """The resources ``universal`` would hold."""
-    return run_stack(project, "universal", account_id=account_id).resources()

@@ -14,10 +14,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from .errors import ToolMissingError
-from .localstack_endpoint import DEFAULT_PORT, LocalStackError
+
+from ..errors import LocalStackError, ToolMissingError
+from ..observer import Progress
+from .endpoint import DEFAULT_PORT
 
 LOCALSTACK_VERSION = "2026.3.0"
 MIN_PYTHON = (3, 13)
@@ -33,8 +34,6 @@ EXECUTOR_NAME = "dorc"  # LAMBDA_RUNTIME_EXECUTOR == the plugin's entry-point na
 EXECUTOR_GROUP = "localstack.lambda.runtime_executor"
 INSTALL_MARKER = "dorc-install.json"
 
-Progress = Callable[[str], None]
-"""Progress messages: a step (``"installing ..."``) or, indented by two spaces, a detail of it."""
 
 
 class LocalStackUnavailable(ToolMissingError):
@@ -61,22 +60,34 @@ def default_state_dir(port: int = DEFAULT_PORT) -> Path:
     return cache_root() / f"run-{port}"
 
 
-def _state_dir(port: int, state_dir: str | os.PathLike | None) -> Path:
+def state_dir_for(port: int, state_dir: str | os.PathLike | None) -> Path:
     return Path(state_dir).expanduser().resolve() if state_dir else default_state_dir(port)
 
 
 def plugin_source_dir() -> Path:
     """``sim/localstack/plugin``: the executor distribution installed into LocalStack's venv."""
-    import sim
+    import dorc_sim
 
-    return Path(sim.__file__).resolve().parent / "localstack" / "plugin"
+    return Path(dorc_sim.__file__).resolve().parent / "localstack" / "plugin"
 
 
 def worker_pythonpath() -> Path:
-    """The folder that contains dorc's ``sim`` package (the worker runs ``-m sim.localstack.worker``)."""
-    import sim
+    """A folder holding only ``dorc_sim`` (a link to dorc's simulator), for a worker that runs
+    ``-m dorc_sim.localstack.worker``. The simulator's source folder is ``sim/`` (installed
+    under the name ``dorc_sim``), so neither its parent nor site-packages would do: the first
+    has no ``dorc_sim``, the second would hand the worker every package of dorc's environment."""
+    import dorc_sim
 
-    return Path(sim.__file__).resolve().parent.parent
+    package = Path(dorc_sim.__file__).resolve().parent
+    folder = cache_root() / "pythonpath" / hashlib.sha256(str(package).encode()).hexdigest()[:16]
+    link = folder / "dorc_sim"
+    if not (link.is_symlink() and link.resolve() == package):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".dorc_sim.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(package, target_is_directory=True)
+        tmp.replace(link)  # atomic: a concurrent start sees the old link or the new one
+    return folder
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,12 +165,12 @@ def find_python(python: str | None = None) -> PythonFound:
             continue
         probe = _probe_python(value)
         if isinstance(probe, str):
-            raise LocalStackUnavailable(f"{source} {value}: {probe}", hint=_python_hint())
+            raise LocalStackUnavailable(f"{source} {value}: {probe}", hint=python_hint())
         exe, version = probe
         if not _needs(version):
             raise LocalStackUnavailable(
                 f"{source} {value} is Python {'.'.join(map(str, version))}; LocalStack {LOCALSTACK_VERSION} "
-                f"needs {need}", hint=_python_hint())
+                f"needs {need}", hint=python_hint())
         return PythonFound(exe, version, source)
     pyenv = _pyenv_candidates()
     tried = [] if pyenv else ["pyenv has no 3.13+ installed" if shutil.which("pyenv") else "pyenv is not installed"]
@@ -174,10 +185,10 @@ def find_python(python: str | None = None) -> PythonFound:
         tried.append(f"{cand} is Python {'.'.join(map(str, version))}")
     raise LocalStackUnavailable(f"no {need} found to run LocalStack {LOCALSTACK_VERSION} without Docker "
                                 f"(looked at pyenv and PATH: {'; '.join(tried) or 'nothing'})",
-                                hint=_python_hint())
+                                hint=python_hint())
 
 
-def _python_hint() -> str:
+def python_hint() -> str:
     return ("install Python 3.13 (`pyenv install 3.13`, `apt-get install python3.13` or `uv python install 3.13`) "
             "and pass --python /path/to/python3.13 or set DORC_LOCALSTACK_PYTHON; or run LocalStack in Docker "
             "(--mode docker, with LOCALSTACK_AUTH_TOKEN set)")
@@ -200,7 +211,7 @@ def _venv_python(home: Path) -> Path:
     return home / "venv" / "bin" / "python"
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
         doc = json.loads(path.read_text())
         return doc if isinstance(doc, dict) else None
@@ -214,7 +225,7 @@ def _base_wanted() -> dict:
 
 def install_state(home: Path | None = None) -> dict | None:
     """The install marker (what was installed, with which Python, the plugin's source hash), or None."""
-    return _read_json((home or localstack_home()) / INSTALL_MARKER)
+    return read_json((home or localstack_home()) / INSTALL_MARKER)
 
 
 def is_installed(home: Path | None = None) -> bool:

@@ -1,0 +1,81 @@
+"""The LocalStack target: the plan deployed (``deploy``), executed, and read back from the
+execution history (``history``) into the same ``RunResult`` as a local run. ``backend`` is the
+promotion backend for environments deployed to LocalStack."""
+
+from __future__ import annotations
+
+from ...errors import DorcError, LocalStackRunError
+from ...localstack.endpoint import require_ready
+from ...observer import NullObserver, Progress
+from ...plan import LayerPlan
+from ...result import RunResult
+from .clients import Clients, error_code
+from .deploy import deploy, deployment_file, read_deployment, stack_name
+from .history import execute
+
+TARGET = "localstack"
+OPTIONS = ("endpoint", "deploy_first", "timeout")  # run options this target takes
+
+
+def function_environments(plans: dict[str, LayerPlan], fixtures) -> dict[str, dict[str, dict[str, str]]]:
+    """Each function's variables as LocalStack gets them: ``[local.environment]`` applied."""
+    from ..local import local_environment
+
+    return {key: {fn.key: local_environment(p, fn, fixtures) for fn in p.functions} for key, p in plans.items()}
+
+
+def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project, observer=None,
+        endpoint: str | None = None, progress: Progress | None = None, timeout: float | None = None,
+        deploy_first: bool = True) -> RunResult:
+    """Deploy (unless ``deploy_first`` is False: run what is deployed) and execute ``start``."""
+    from dorc_sim.fixtures import Fixtures
+
+    observer = observer or NullObserver()
+    progress = progress or getattr(observer, "progress", None) or NullObserver().progress
+    ep = require_ready(endpoint)
+    if timeout is None:
+        timeout = sum(fn.timeout for p in plans.values() for fn in p.functions) + 60.0
+    with Fixtures(stable_ports=True) as fixtures:
+        envs = function_environments(plans, fixtures)
+        try:
+            if deploy_first:
+                deploy(plans, project=project, endpoint=ep, environments=envs, progress=progress)
+            else:
+                missing = [k for k, p in plans.items() if read_deployment(project.state_dir, stack_name(p)) is None]
+                if missing:
+                    raise LocalStackRunError(f"not deployed to LocalStack: {', '.join(missing)}",
+                                             hint="run without --no-deploy, or `dorc deploy ... --target localstack`")
+        except DorcError:
+            raise
+        except Exception as exc:
+            raise LocalStackRunError(f"deploying to LocalStack at {ep} failed: {type(exc).__name__}: {exc}",
+                                     hint="fix the cause and run again; a re-run completes a half-done deployment") from None
+        c = Clients(ep, plans[start].region)
+        return execute(c, plans, start, event_json, observer, timeout)
+
+
+def destroy(plan: LayerPlan, *, project, endpoint: str | None, progress: Progress) -> None:
+    """Removes the layer's functions, state machine and rules (shared buckets and roles stay)."""
+    ep = require_ready(endpoint)
+    c = Clients(ep, plan.region)
+
+    def delete(what: str, missing_code: str, *calls) -> None:
+        """Already gone is fine: destroy must finish what an earlier destroy started."""
+        try:
+            for call in calls:
+                call()
+            progress(f"deleted {what}")
+        except Exception as exc:
+            if error_code(exc) != missing_code:
+                raise
+
+    for t in plan.triggers:
+        delete(f"rule {t.rule_name}", "ResourceNotFoundException",
+               lambda: c.events.remove_targets(Rule=t.rule_name, Ids=["state-machine"]),
+               lambda: c.events.delete_rule(Name=t.rule_name))
+    delete(f"state machine {plan.state_machine_name}", "StateMachineDoesNotExist",
+           lambda: c.states.delete_state_machine(stateMachineArn=plan.state_machine_arn))
+    for fn in plan.functions:
+        delete(f"function {fn.name}", "ResourceNotFoundException",
+               lambda: c.awslambda.delete_function(FunctionName=fn.name))
+    deployment_file(project.state_dir, stack_name(plan)).unlink(missing_ok=True)
