@@ -1,37 +1,52 @@
 #!/usr/bin/env python
-"""Benchmarks of dorc's LocalStack target, next to the in-process target, for ``census raw``.
+"""Benchmarks of dorc's LocalStack target, next to the in-process target, for ``census raw``,
+through dorc's public surface only.
 
     python bench/bench_localstack.py                       # 5 timed runs per measurement
     python bench/bench_localstack.py --runs 3
     python bench/bench_localstack.py --endpoint http://127.0.0.1:4566   # an already running LocalStack
     python bench/bench_localstack.py --json > r.json      # the report goes to stderr, the JSON to stdout
 
-LocalStack: the one at ``--endpoint`` when it answers; otherwise one started here in host mode
-(``dorc.localstack.service.start``: dorc's Lambda executor, no Docker) on a free 127.0.0.1 port with
-a temporary state folder, and stopped by PID (with its workers) at the end, whatever happens.
+LocalStack: the one at ``--endpoint`` when it answers (``dorc.api.localstack_status``); otherwise
+one started here in host mode (``dorc.api.localstack_start``: dorc's Lambda executor, no Docker) on
+a free 127.0.0.1 port with a temporary state folder, and stopped with ``dorc.api.localstack_stop``
+at the end, whatever happens. That it is gone is checked with public facts only: the PID that
+``localstack_status`` reports and its descendant processes (its Lambda workers), read from /proc
+before the stop, must all be gone after it (any left are killed, and the report says so).
 
 The pipeline is a copy of ``pipeline-config`` in a temporary folder (its ``.dorc`` is not copied,
 the repository's is never touched). ``census raw`` hands over to ``census processed``: 3 functions,
 2 state machines. Runs use ``dorc.api.run_pipeline(..., record=False)``.
 
 1. cold: the first ``run_pipeline(target="localstack")`` against that LocalStack (plan, package,
-   upload, create roles/functions/state machines/rule, execute, read the history and logs), split
-   by timing wrappers around dorc's own stages (a ``perf_counter`` pair per call);
+   upload, create roles/functions/state machines/rule, execute, read the history and logs);
 2. warm re-run: the same call again, no change (the deploy finds everything up to date), median of N;
 3. execution only: ``deploy=False``, median of N;
+   1-3 are split into stages by the AWS API calls dorc makes, observed from outside with botocore's
+   documented event hooks (``provide-client-params`` / ``after-call``) on boto3's default session,
+   which ``boto3.client`` uses: before the first call (plan, health check, fixtures), deploy (first
+   call -> StartExecution; API time per kind of resource, the rest is client-side work such as
+   packaging), execute (``RunResult.duration_ms``), after;
 4. per function: REPORT ``Duration`` (the handler, timed in the worker), and from the Step
-   Functions history the Lambda invoke (TaskStarted -> TaskSucceeded) and the Task state's wall time
-   (TaskStateEntered -> TaskStateExited); the execution span split into Lambda tasks, the hand-over
-   (startExecution.sync) and the rest (Choice states, transitions); dorc's own boto3 calls by operation;
+   Functions history (read here with boto3) the Lambda invoke (TaskStarted -> TaskSucceeded) and
+   the Task state's wall time (TaskStateEntered -> TaskStateExited); the execution span split into
+   Lambda tasks, the hand-over (startExecution.sync) and the rest (Choice states, transitions);
 5. in-process: ``run_pipeline(target="local", env="localstack")`` (same names), median of N, with
    per-function durations, and the LocalStack / in-process ratios;
 6. direct Lambda ``Invoke`` (boto3 against the endpoint) of a deployed function, warm, median of
    ``--invokes``; next to it a bare API round trip (GetFunctionConfiguration) and a no-op function
    created for the purpose (deleted afterwards), to separate the Lambda executor's cost from Step
-   Functions'.
+   Functions';
+7. whole process: ``dorc run census raw --localstack -q`` (a warm re-run, as a user types it),
+   process start to exit, median of N.
 
 Rounds 2, 3 and 5 are interleaved (one of each per round) so that a change in the machine's load
 hits them alike.
+
+What the public API does not give (the old script wrapped dorc's internal functions for it): the
+time of packaging, of the health check and of creating boto3 clients on their own. They are in the
+"client side" and "before the first AWS call" rows here; planning is timed apart with
+``dorc.api.plan_layer``.
 """
 
 from __future__ import annotations
@@ -39,7 +54,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import functools
 import io
 import json
 import os
@@ -52,17 +66,18 @@ import sys
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import benchlib  # beside this script
-from benchlib import BenchError, loadavg, say, set_output, summarize
+from benchlib import BenchError, dorc_command, loadavg, process_env, say, set_output, summarize, time_process
 
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "pipeline-config"
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # the repository's dorc and sim, also when run from elsewhere
+    sys.path.insert(0, str(REPO))  # the repository's dorc, also when run from elsewhere
 
 INSTANCE, LAYER = "census", "raw"
 INVOKE_FUNCTION = ("census/processed", "function2")  # reads and writes the holding bucket only
@@ -103,106 +118,153 @@ def localstack_processes() -> list[int]:
             if p.name.isdigit() and "localstack.runtime.main" in _cmdline(int(p.name))]
 
 
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent PID, start time in clock ticks) from /proc/PID/stat; None when there is no such process."""
+    try:
+        rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return rest[0], int(rest[1]), int(rest[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, their children, ...), from /proc ([] elsewhere)."""
+    if not Path("/proc").is_dir():
+        return []
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            st = _stat(int(entry.name))
+            if st:
+                children.setdefault(st[1], []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.append(child)
+                todo.append(child)
+    return out
+
+
+def _still_there(pid: int, started: int) -> bool:
+    """The same process (same start time: the PID was not reused) still runs (a zombie does not)."""
+    st = _stat(pid)
+    return st is not None and st[2] == started and st[0] != "Z"
+
+
+def endpoint_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    return url if "://" in url else f"http://{url}"
+
+
 def machine(health: dict | None) -> dict[str, Any]:
     return {**benchlib.machine(("dorc", "boto3", "moto")), "localstack_version": (health or {}).get("version")}
 
 
-# -- timing wrappers around dorc's stages ----------------------------------------------------------
+# -- the AWS API calls dorc makes, observed from outside -------------------------------------------
 
-class Probe:
-    """Wraps named callables (module or class attributes) with a perf_counter pair while active;
-    ``totals`` maps label -> [calls, seconds]. Everything is restored on exit."""
+@dataclass
+class Call:
+    start: float
+    end: float
+    service: str
+    operation: str
 
-    def __init__(self, targets: list[tuple[Any, str, str]], api_calls: bool = False):
-        self.targets = targets
-        self.totals: dict[str, list[float]] = {}
-        self.api: dict[str, list[float]] = {}  # "service Operation" -> [calls, seconds], this process's boto3 calls
-        self.api_calls = api_calls
-        self._saved: list[tuple[Any, str, Any]] = []
+    @property
+    def op(self) -> str:
+        return f"{self.service} {self.operation}"
 
-    def __enter__(self) -> "Probe":
-        for owner, attr, label in self.targets:
-            original = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
-            self._saved.append((owner, attr, original))
-            setattr(owner, attr, self._wrap(original, label))
-        if self.api_calls:
-            from botocore.client import BaseClient
-
-            original = BaseClient.__dict__["_make_api_call"]
-            self._saved.append((BaseClient, "_make_api_call", original))
-            api = self.api
-
-            @functools.wraps(original)
-            def make_api_call(client, operation_name, api_params):
-                t0 = time.perf_counter()
-                try:
-                    return original(client, operation_name, api_params)
-                finally:
-                    slot = api.setdefault(f"{client.meta.service_model.service_name} {operation_name}", [0, 0.0])
-                    slot[0] += 1
-                    slot[1] += time.perf_counter() - t0
-
-            BaseClient._make_api_call = make_api_call
-        return self
-
-    def _wrap(self, fn: Callable, label: str) -> Callable:
-        totals = self.totals
-
-        @functools.wraps(fn)
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                slot = totals.setdefault(label, [0, 0.0])
-                slot[0] += 1
-                slot[1] += time.perf_counter() - t0
-
-        return timed
-
-    def __exit__(self, *exc) -> None:
-        for owner, attr, original in reversed(self._saved):
-            setattr(owner, attr, original)
-        self._saved.clear()
-
-    def seconds(self, label: str) -> float:
-        return self.totals.get(label, [0, 0.0])[1]
-
-    def calls(self, label: str) -> int:
-        return int(self.totals.get(label, [0, 0.0])[0])
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
 
 
-def localstack_probe() -> Probe:
-    import boto3
+class ApiCalls:
+    """Times every AWS API call made in this process through boto3's default session (what
+    ``boto3.client`` uses; the clients dorc makes for a run) while ``recording``, with botocore's
+    documented event hooks. The benchmark's own clients come from a session of their own, so
+    they are never counted."""
 
-    from dorc import api, package
-    from dorc.targets import aws_deploy, sfn_history
-    from dorc.targets import localstack as lst
+    KEY = "dorc_bench_call"
 
-    # each callable is wrapped where its caller looks it up
-    return Probe([
-        (api, "start_layers", "plan"), (api, "reachable_plans", "plan"),
-        (boto3, "client", "boto3 clients"),
-        (lst, "require_ready", "health check"),
-        (lst, "deploy", "deploy"),
-        (aws_deploy, "deploy_shared", "buckets + roles"),
-        (package, "package_plan", "packaging"),
-        (aws_deploy, "upload_packages", "upload packages"),
-        (aws_deploy, "deploy_functions", "functions"),
-        (aws_deploy, "_wait_function", "wait for Active"),
-        (aws_deploy, "deploy_state_machine", "state machines"),
-        (aws_deploy, "deploy_triggers", "rules"),
-        (lst, "execute", "execute"),
-        (sfn_history._HistoryReader, "_logs", "log lines (REPORT)"),
-        (sfn_history._HistoryReader, "_history", "history pages"),
-    ], api_calls=True)
+    def __init__(self):
+        import boto3
+
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        events = boto3.DEFAULT_SESSION.events
+        events.register("provide-client-params", self._started, unique_id="dorc-bench-started")
+        events.register("after-call", self._ended, unique_id="dorc-bench-ended")
+        events.register("after-call-error", self._ended, unique_id="dorc-bench-failed")
+        self.recording = False
+        self.calls: list[Call] = []
+
+    def _started(self, model=None, context=None, **kwargs):
+        if self.recording and context is not None and model is not None:
+            context[self.KEY] = (time.perf_counter(), model.service_model.service_name, model.name)
+
+    def _ended(self, context=None, **kwargs):
+        mark = (context or {}).pop(self.KEY, None)
+        if mark:
+            self.calls.append(Call(mark[0], time.perf_counter(), mark[1], mark[2]))
+
+    @contextlib.contextmanager
+    def record(self):
+        self.calls = []
+        self.recording = True
+        try:
+            yield self
+        finally:
+            self.recording = False
 
 
-# Rows of the stage breakdown: (label, indent). Nested labels are inside the one above them.
-STAGES = [("plan", 0), ("health check", 0), ("deploy", 0), ("buckets + roles", 1),
-          ("packaging", 1), ("upload packages", 1), ("functions", 1), ("wait for Active", 2),
-          ("state machines", 1), ("rules", 1), ("execute", 0), ("history pages", 1), ("log lines (REPORT)", 1),
-          ("boto3 clients", -1)]  # -1: spread over the stages above (created lazily inside them)
+# Rows of the stage breakdown: (label, indent). Nested labels are inside the one above them (the
+# plan row is timed apart: what the planning inside "before the first AWS call" costs).
+STAGES = [("before the first AWS call", 0), ("plan (api.plan_layer, both layers, timed apart)", 1),
+          ("deploy", 0), ("buckets + roles", 1), ("upload packages", 1), ("functions", 1), ("wait for Active", 2),
+          ("state machines", 1), ("rules", 1), ("other AWS calls", 1), ("client side", 1),
+          ("execute", 0), ("StartExecution + DescribeExecution", 1), ("history pages", 1), ("log lines (REPORT)", 1),
+          ("after the execution", 0)]
+STAGE_NOTES = {
+    "before the first AWS call": " (plan, health check, census API fixture; deploy=False: the deployment records)",
+    "deploy": " (first AWS call -> StartExecution)",
+    "buckets + roles": " (API time)", "upload packages": " (API time)", "functions": " (API time)",
+    "wait for Active": " (GetFunctionConfiguration polls, API time)", "state machines": " (API time)",
+    "rules": " (API time)", "other AWS calls": " (API time)",
+    "client side": " (packaging, waits between polls, boto3 clients, records)",
+    "execute": " (RunResult.duration_ms)",
+    "StartExecution + DescribeExecution": " (API time)",
+    "history pages": " (API time, client side, overlaps)", "log lines (REPORT)": " (API time, client side, overlaps)",
+    "after the execution": " (fixture stop, result)",
+}
+_DEPLOY_API_ROWS = ("buckets + roles", "upload packages", "functions", "state machines", "rules", "other AWS calls")
+_BUCKET_OPS = {"HeadBucket", "CreateBucket", "PutBucketNotificationConfiguration"}
+
+
+def _groups(call: Call, deploying: bool) -> list[str]:
+    """The stage rows an API call counts in, by service and operation (public AWS names)."""
+    svc, op = call.service, call.operation
+    if not deploying:
+        if svc == "stepfunctions" and op == "GetExecutionHistory":
+            return ["history pages"]
+        if svc == "logs":
+            return ["log lines (REPORT)"]
+        if svc == "stepfunctions":
+            return ["StartExecution + DescribeExecution"]
+        return []
+    if svc == "iam" or (svc == "s3" and op in _BUCKET_OPS):
+        return ["buckets + roles"]
+    if svc == "s3":
+        return ["upload packages"]
+    if svc == "lambda" and op == "GetFunctionConfiguration":
+        return ["functions", "wait for Active"]
+    if svc in ("lambda", "logs"):
+        return ["functions"]
+    if svc == "stepfunctions":
+        return ["state machines"]
+    if svc == "events":
+        return ["rules"]
+    return ["other AWS calls"]
 
 
 class Recorder:
@@ -225,11 +287,26 @@ class Recorder:
     def step_finished(self, step):
         self.finished[f"{step.layer}/{step.function}"] = time.perf_counter()
 
+    def engine_output(self, text):
+        pass
+
     def step_walls(self) -> dict[str, float]:
         return {k: self.finished[k] - self.started[k] for k in self.finished if k in self.started}
 
 
 # -- the Step Functions history: where an execution's time went ------------------------------------
+
+def execution_history(sfn, arn: str) -> list[dict[str, Any]]:
+    """Every event of an execution, all pages (GetExecutionHistory with the benchmark's own client)."""
+    events: list[dict[str, Any]] = []
+    kw: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kw)
+        events += page["events"]
+        if not page.get("nextToken"):
+            return events
+        kw["nextToken"] = page["nextToken"]
+
 
 def timeline(sfn, arn: str, state_keys: dict[tuple[str, str], str]) -> dict[str, Any]:
     """Where an execution's time went, from the history's timestamps (child executions included).
@@ -237,8 +314,6 @@ def timeline(sfn, arn: str, state_keys: dict[tuple[str, str], str]) -> dict[str,
 
     span = Lambda tasks + the rest of each execution (start, Choice states, transitions, end)
            + hand-over overhead (the startExecution.sync Task's wall minus the child's span)."""
-    from dorc.targets.localstack.history import execution_history
-
     out: dict[str, Any] = {"tasks": {}, "invokes": {}, "executions": 0, "other_s": 0.0, "handover_s": 0.0}
     ts = lambda ev: ev["timestamp"].timestamp()  # noqa: E731
 
@@ -288,27 +363,32 @@ def report_duration(step) -> float | None:
 # -- LocalStack: an existing one, or one of our own -------------------------------------------------
 
 class LocalStack:
-    """The endpoint to benchmark; when started here, stopped (by PID, workers included) on close."""
+    """The endpoint to benchmark; when started here (``dorc.api.localstack_start``), stopped on
+    close (``dorc.api.localstack_stop``) and checked gone."""
 
     def __init__(self, endpoint: str | None, workdir: Path):
         self.requested = endpoint
         self.workdir = workdir
         self.endpoint: str | None = None
+        self.health: dict | None = None
         self.mode = "external"
         self.info = None
         self.port: int | None = None
         self.state_dir: Path | None = None
         self.start_wall_s: float | None = None
+        self.install_check_s: float | None = None
         self.stopped_check: str | None = None
         self.notes: list[str] = []
 
     def open(self) -> None:
-        from dorc import localstack_service as ls
+        from dorc import api
 
         if self.requested:
-            ep = ls.endpoint_url(self.requested)
-            if ls.is_ready(ep):
-                self.endpoint = ep
+            ep = endpoint_url(self.requested)
+            # a state folder that records nothing: the status is then whether ``ep`` answers
+            st = api.localstack_status(state_dir=self.workdir / "external", endpoint=ep)
+            if st.ready:
+                self.endpoint, self.health = ep, st.health
                 say(f"using the LocalStack at {ep} (it answers; not started or stopped here)")
                 return
             self.notes.append(f"--endpoint {ep} did not answer; started one instead")
@@ -317,38 +397,50 @@ class LocalStack:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.state_dir = self.workdir / "localstack"
-        if not ls.is_installed():
-            say(f"installing LocalStack {ls.LOCALSTACK_VERSION} into {ls.localstack_home()} (once; about 2 min; "
-                "not part of the figures)")
-            ls.install(progress=lambda m: None if m.startswith("  ") else say(f"  {m}"))
-        say(f"starting LocalStack {ls.LOCALSTACK_VERSION} (host mode) on 127.0.0.1:{self.port}, "
-            f"state in {self.state_dir} ...")
+        say("LocalStack's host-mode install (dorc.api.localstack_install: once, about 2 min when missing; "
+            "not part of the figures) ...")
+        t0 = time.perf_counter()
+        api.localstack_install(progress=lambda m: None if m.startswith("  ") else say(f"  {m}"))
+        self.install_check_s = time.perf_counter() - t0
+        say(f"starting LocalStack (host mode) on 127.0.0.1:{self.port}, state in {self.state_dir} ...")
         self.mode = "host"
         t0 = time.perf_counter()
-        self.info = ls.start(port=self.port, state_dir=self.state_dir, mode="host")
+        self.info = api.localstack_start(port=self.port, state_dir=self.state_dir, mode="host")
         self.start_wall_s = time.perf_counter() - t0
         self.endpoint = self.info.endpoint
+        st = api.localstack_status(port=self.port, state_dir=self.state_dir)
+        self.health = st.health
         say(f"  ready at {self.endpoint} (pid {self.info.pid}) in {sec(self.start_wall_s)} "
-            f"(LocalStack's ready_seconds {self.info.ready_seconds})")
+            f"(LocalStack's ready_seconds {self.info.ready_seconds}; install check {sec(self.install_check_s)})")
 
     def close(self) -> None:
         if self.info is None:
             return
-        from dorc import localstack_service as ls
+        from dorc import api
 
-        pid = self.info.pid
-        workers_before = ls._worker_pids(pid) if pid else []
-        say(f"\nstopping LocalStack pid {pid} ({len(workers_before)} worker process(es)) ...")
+        st = api.localstack_status(port=self.port, state_dir=self.state_dir)
+        pid = (st.info.pid if st.info else None) or self.info.pid
+        tree = [pid, *descendants(pid)] if pid else []
+        ours = {p: s[2] for p in tree if (s := _stat(p))}  # PID -> start time, to tell a reused PID apart
+        say(f"\nstopping LocalStack pid {pid} (dorc.api.localstack_stop; {len(ours) - 1 if ours else 0} "
+            "descendant process(es): its Lambda workers) ...")
         try:
-            ls.stop(port=self.port, state_dir=self.state_dir)
+            api.localstack_stop(port=self.port, state_dir=self.state_dir)
         finally:
-            left = [p for p in [pid, *workers_before, *ls._worker_pids(pid)] if p and ls._pid_alive(p)]
-            for p in left:  # only ours: the recorded PID and the workers whose --owner is it
+            left = [p for p, started in ours.items() if _still_there(p, started)]
+            for p in left:  # only ours: the reported PID and what ran below it, same start time
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(p, signal.SIGKILL)
-            left = [p for p in left if ls._pid_alive(p)]
-            self.stopped_check = ("stopped; nothing left (the LocalStack pid and its workers are gone)" if not left
-                                  else f"still alive after SIGKILL: {left}")
+            deadline = time.monotonic() + 5
+            while any(_still_there(p, ours[p]) for p in left) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            still = [p for p in left if _still_there(p, ours[p])]
+            after = api.localstack_status(port=self.port, state_dir=self.state_dir)
+            self.stopped_check = (
+                ("stopped; nothing left (the LocalStack pid and its descendants are gone)" if not left else
+                 f"localstack_stop left {len(left)} process(es) {left}, killed here"
+                 + (f"; still alive after SIGKILL: {still}" if still else ""))
+                + f"; localstack_status: running={after.running}, ready={after.ready}")
             say(f"  {self.stopped_check}")
             self.info = None
 
@@ -361,20 +453,20 @@ def copy_config(workdir: Path) -> Path:
     return repo
 
 
-def run_localstack(project, endpoint: str, *, deploy: bool, probe: bool = True):
+def run_localstack(project, endpoint: str, calls: ApiCalls, *, deploy: bool):
     from dorc import api
 
     rec = Recorder()
-    ctx = localstack_probe() if probe else contextlib.nullcontext()
-    with ctx as p:
+    with calls.record():
         t0 = time.perf_counter()
         res = api.run_pipeline(INSTANCE, LAYER, target="localstack", endpoint=endpoint, deploy=deploy,
                                project=project, observer=rec, record=False)
         wall = time.perf_counter() - t0
+        seen = list(calls.calls)
     if not res.succeeded or len(res.steps) != 3:
         raise BenchError(f"LocalStack run failed: {res.status} {res.error} (steps: "
                          f"{[(s.layer, s.function, s.status) for s in res.steps]})")
-    return res, wall, rec, p
+    return res, t0, wall, rec, seen
 
 
 def run_local(project):
@@ -390,21 +482,63 @@ def run_local(project):
     return res, wall, rec
 
 
-def stage_figures(p: Probe, wall: float, result) -> dict[str, Any]:
-    st = {label: {"s": p.seconds(label), "calls": p.calls(label)} for label, _ in STAGES}
-    top = sum(p.seconds(l) for l, indent in STAGES if indent == 0)
-    st["other"] = {"s": wall - top, "calls": 0}  # fixtures (census API server), environments, merge
-    return {"wall_s": wall, "execution_s": result.duration_ms / 1000, "stages": st,
-            "api": {k: {"calls": v[0], "s": v[1]} for k, v in p.api.items()}}
+def stage_figures(calls: list[Call], t0: float, wall: float, result, plan_s: float) -> dict[str, Any]:
+    """The run split at its first AWS call and at StartExecution; API time per kind of call.
+    Without any observed call (dorc no longer using boto3's default session) the split is None."""
+    st: dict[str, dict[str, Any]] = {label: {"s": 0.0, "calls": 0} for label, _ in STAGES}
+    st["plan (api.plan_layer, both layers, timed apart)"] = {"s": plan_s, "calls": 2}
+    calls = sorted(calls, key=lambda c: c.start)
+    api: dict[str, dict[str, float]] = {}
+    for c in calls:
+        slot = api.setdefault(c.op, {"calls": 0, "s": 0.0})
+        slot["calls"] += 1
+        slot["s"] += c.seconds
+    execution = result.duration_ms / 1000
+    start = next((c for c in calls if c.op == "stepfunctions StartExecution"), None)
+    if start is None:
+        for label, _ in STAGES:
+            if label != "plan (api.plan_layer, both layers, timed apart)":
+                st[label] = {"s": None, "calls": None}
+        st["execute"] = {"s": execution, "calls": None}
+        return {"wall_s": wall, "execution_s": execution, "stages": st, "api": api, "observed": False}
+    deploy_calls = [c for c in calls if c.start < start.start]
+    for c in calls:
+        for label in _groups(c, c.start < start.start):
+            st[label]["s"] += c.seconds
+            st[label]["calls"] += 1
+    deploy_s = start.start - calls[0].start
+    st["before the first AWS call"] = {"s": calls[0].start - t0, "calls": 0}
+    st["deploy"] = {"s": deploy_s, "calls": len(deploy_calls)}
+    api_s = sum(st[label]["s"] for label in _DEPLOY_API_ROWS)
+    st["client side"] = {"s": deploy_s - api_s, "calls": 0}
+    st["execute"] = {"s": execution, "calls": len(calls) - len(deploy_calls)}
+    st["after the execution"] = {"s": wall - (start.start - t0) - execution, "calls": 0}
+    return {"wall_s": wall, "execution_s": execution, "stages": st, "api": api, "observed": True}
+
+
+def layer_plans(project) -> dict[str, Any]:
+    """The plans of census/raw and of what it hands over to (``dorc.api.plan_layer``), start first."""
+    from dorc import api
+
+    plans: dict[str, Any] = {}
+    todo = [(INSTANCE, LAYER)]
+    while todo:
+        inst, lay = todo.pop(0)
+        if f"{inst}/{lay}" not in plans:
+            plan = api.plan_layer(project, inst, lay, "localstack")
+            plans[f"{inst}/{lay}"] = plan
+            if plan.handover:
+                todo.append((plan.handover.instance, plan.handover.layer))
+    return plans
 
 
 def bench(args, ls: LocalStack, workdir: Path) -> dict[str, Any]:
     import boto3
     from botocore.config import Config
 
-    from dorc import api
-    from dorc.project import find_project
+    from dorc import find_project
 
+    calls = ApiCalls()  # before any client dorc makes
     repo = copy_config(workdir)
     project = find_project(repo)
     if not str(project.state_dir.resolve()).startswith(str(workdir.resolve())):
@@ -413,16 +547,21 @@ def bench(args, ls: LocalStack, workdir: Path) -> dict[str, Any]:
     endpoint = ls.endpoint
     runs = args.runs
 
-    plans = api.reachable_plans(project, [f"{INSTANCE}/{LAYER}"], "localstack")
+    plan_t = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        plans = layer_plans(project)
+        plan_t.append(time.perf_counter() - t0)
+    out["plan_s"] = plan_s = statistics.median(plan_t)
     region = next(iter(plans.values())).region
     cfg = Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=120)
-    mk = lambda svc: boto3.client(svc, endpoint_url=endpoint, region_name=region, config=cfg,  # noqa: E731
-                                  aws_access_key_id="test", aws_secret_access_key="test")
+    own = boto3.session.Session()  # not the default session: these calls are not dorc's
+    mk = lambda svc: own.client(svc, endpoint_url=endpoint, region_name=region, config=cfg,  # noqa: E731
+                                aws_access_key_id="test", aws_secret_access_key="test")
     sfn, lam = mk("stepfunctions"), mk("lambda")
-    state_keys = {(p.state_machine_arn, fn.key): f"{p.key.split('/')[1]}/{fn.key}" for p in plans.values()
+    state_keys = {(p.state_machine_arn, fn.key): f"{key.split('/')[1]}/{fn.key}" for key, p in plans.items()
                   for fn in p.functions}
-    fkeys = [f"{p.key.split('/')[1]}/{fn.key}" for key in (f"{INSTANCE}/{LAYER}", f"{INSTANCE}/processed")
-             for p in [plans[key]] for fn in p.functions]
+    fkeys = [f"{key.split('/')[1]}/{fn.key}" for key, p in plans.items() for fn in p.functions]
 
     existing = []
     for p in plans.values():
@@ -439,10 +578,14 @@ def bench(args, ls: LocalStack, workdir: Path) -> dict[str, Any]:
         return {f"{s.layer.split('/')[1]}/{s.function}": s for s in res.steps}
 
     def one_ls(deploy: bool) -> tuple[dict[str, Any], Any]:
-        res, wall, rec, p = run_localstack(project, endpoint, deploy=deploy)
+        res, t0, wall, rec, seen = run_localstack(project, endpoint, calls, deploy=deploy)
+        if not res.execution_arn or res.execution_arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0] \
+                != plans[f"{INSTANCE}/{LAYER}"].state_machine_arn:
+            raise BenchError(f"the execution {res.execution_arn} is not of the planned state machine "
+                             f"{plans[f'{INSTANCE}/{LAYER}'].state_machine_arn}")
         tl = timeline(sfn, res.execution_arn, state_keys)
         steps = step_map(res)
-        r = stage_figures(p, wall, res) | {
+        r = stage_figures(seen, t0, wall, res, plan_s) | {
             "messages": [m for _, m in rec.messages], "timeline": tl,
             "sfn": sfn_split(tl, res.duration_ms / 1000),
             "report_s": {k: report_duration(st) for k, st in steps.items()},
@@ -523,11 +666,19 @@ def bench(args, ls: LocalStack, workdir: Path) -> dict[str, Any]:
 
     # == 6. direct invoke ==
     say(f"\n== 6. direct Lambda Invoke (boto3 against {endpoint}), warm, median of {args.invokes} ==")
-    fn_plan = plans[INVOKE_FUNCTION[0]].function(INVOKE_FUNCTION[1])
+    fn_plan = next(f for f in plans[INVOKE_FUNCTION[0]].functions if f.key == INVOKE_FUNCTION[1])
     payload = step_map(last_ls)[f"{INVOKE_FUNCTION[0].split('/')[1]}/{INVOKE_FUNCTION[1]}"].input_json
-    role = _lambda_role(project, plans)
+    role = lam.get_function_configuration(FunctionName=fn_plan.name)["Role"]  # the role dorc deployed it with
     out["invoke"] = bench_invoke(lam, fn_plan.name, payload, args.invokes, role, fn_plan.runtime)
     report_invoke(out)
+
+    # == 7. whole process ==
+    cmd = [*dorc_command(), "run", INSTANCE, LAYER, "--localstack", "-q", "--endpoint", endpoint,
+           "--config-repo", str(repo)]
+    say(f"\n== 7. whole process: `dorc run {INSTANCE} {LAYER} --localstack -q` (a warm re-run), "
+        f"{runs} runs after 1 warm-up ==")
+    out["process"] = time_process(cmd, runs, env=process_env(), cwd=str(workdir)) | {"command": cmd}
+    report_process(out)
     return out
 
 
@@ -561,16 +712,8 @@ def aggregate(rs: list[dict[str, Any]]) -> dict[str, Any]:
                 "calls": med(r["api"].get(op, {}).get("calls", 0) for r in rs)} for op in ops}
     return {"wall": summarize([r["wall_s"] for r in rs]), "execution": summarize([r["execution_s"] for r in rs]),
             "wall_s": med(r["wall_s"] for r in rs), "execution_s": med(r["execution_s"] for r in rs),
-            "stages": stages, "api": api, "sfn": {k: med(r["sfn"][k] for r in rs) for k in rs[0]["sfn"]}}
-
-
-def _lambda_role(project, plans) -> str:
-    from dorc.plan import build_infra_plan
-
-    first = next(iter(plans.values()))
-    infra = build_infra_plan(project.settings, first.env, first.region, account_id=first.account_id,
-                             holding_bucket=first.holding_bucket)
-    return infra.roles["lambda"].arn
+            "stages": stages, "api": api, "sfn": {k: med(r["sfn"][k] for r in rs) for k in rs[0]["sfn"]},
+            "observed": all(r.get("observed", True) for r in rs)}
 
 
 def _tail_duration(resp) -> float | None:
@@ -644,21 +787,26 @@ def bench_invoke(lam, name: str, payload: bytes, n: int, role: str, runtime: str
 KINDS = (("cold", "cold"), ("warm", "warm re-run"), ("exec_only", "exec. only"))
 
 
+def stage_label(label: str, indent: int) -> str:
+    return label + STAGE_NOTES.get(label, "")
+
+
 def report_stages(r: dict[str, Any]) -> None:
     wall = r["wall_s"]
     w = r["wall"]
     say(f"  run_pipeline wall {sec(wall)}" + (f" (min {sec(w['min'])}, max {sec(w['max'])})" if w["n"] > 1 else "")
         + f"; of which execution (start_execution -> history and logs read) {sec(r['execution_s'])}")
-    say(f"    {'stage':42} {'time':>11} {'share':>7} {'calls':>6}")
-    for label, indent in STAGES + [("other", 0)]:
+    if not r.get("observed", True):
+        say("  (no AWS call of dorc's was observed on boto3's default session: the stage split is unavailable)")
+    say(f"    {'stage':100} {'time':>11} {'share':>7} {'calls':>6}")
+    for label, indent in STAGES:
         st = r["stages"][label]
-        if not st["s"] and label not in ("deploy", "execute", "plan"):
+        if not st["s"] and label not in ("deploy", "execute"):
             continue
-        name = ("  " * max(indent, 0) + label + (" (fixtures, environments)" if label == "other" else "")
-                + (" (inside the above)" if indent < 0 else "")
-                + (" (client side, overlaps)" if label in ("history pages", "log lines (REPORT)") else ""))
+        name = "  " * max(indent, 0) + stage_label(label, indent)
         calls = st["calls"]
-        say(f"    {name:42} {ms(st['s']):>11} {st['s'] / wall * 100:6.1f}% {f'{calls:g}' if calls else '':>6}")
+        share = f"{st['s'] / wall * 100:6.1f}%" if st["s"] is not None else ""
+        say(f"    {name:100} {ms(st['s']):>11} {share:>7} {f'{calls:g}' if calls else '':>6}")
 
 
 SFN_ROWS = [("execution_s", "execution, as dorc's client times it", 0),
@@ -745,6 +893,15 @@ def report_invoke(out: dict[str, Any]) -> None:
             f"{ms(v['ls_invoke_s'])}; direct Invoke {ms(d)}: Step Functions' Task costs {ms(v['ls_task_s'] - d)} more")
 
 
+def report_process(out: dict[str, Any]) -> None:
+    pr = out["process"]
+    say(f"  command: {' '.join(pr['command'])}")
+    say(f"  process start to exit: median {sec(pr['median'])} (min {sec(pr['min'])}, max {sec(pr['max'])}); "
+        f"run_pipeline's warm re-run in this process {sec(out['warm']['wall_s'])}; the difference "
+        f"{sec(pr['median'] - out['warm']['wall_s'])} is the process's own cost (interpreter, imports, run record, "
+        "terminal output) plus noise")
+
+
 def markdown(results: dict[str, Any]) -> str:
     m, ls_, o = results["machine"], results["localstack"], results["bench"]
     ls_text = (f"LocalStack {m['localstack_version']} " + (f"in host mode (dorc's Lambda executor), started by the script "
@@ -773,14 +930,21 @@ def markdown(results: dict[str, Any]) -> str:
     lp, span = o["local"]["pipeline"], o["exec_only"]["sfn"]["span_s"]
     lines.append(f"| execution alone: Step Functions span (history) vs in-process `RunResult.duration_ms` | "
                  f"{ms(span)} vs {ms(lp['median'])} | | | {ratio(span, lp['median'])} |")
+    pr = o.get("process")
+    if pr:
+        lines.append(f"| whole process: `dorc run {INSTANCE} {LAYER} --localstack -q` (warm re-run) | {sec(pr['median'])} | "
+                     f"{sec(pr['min']) if pr['n'] > 1 else ''} | {sec(pr['max']) if pr['n'] > 1 else ''} | |")
+    lines += ["", "Stages: the run split at dorc's first AWS call and at StartExecution, with the API time per kind "
+                  "of call (botocore's event hooks on boto3's default session; no dorc internals). Packaging, the "
+                  "health check and boto3 client creation are not separable through the public API: they are in "
+                  "\"client side\" and \"before the first AWS call\"."]
     lines += ["", "| where the time goes (median) | cold | warm re-run | execution only |", "|---|---:|---:|---:|"]
-    for label, indent in STAGES + [("other", 0)]:
+    for label, indent in STAGES:
         vals = [o[k]["stages"][label]["s"] for k, _ in KINDS]
         if not any(vals) and label not in ("deploy", "execute"):
             continue
-        note = " (inside the above)" if indent < 0 else " (client side, overlaps)" if label in (
-            "history pages", "log lines (REPORT)") else ""
-        lines.append(f"| {'&nbsp;' * 4 * max(indent, 0)}{label}{note} | " + " | ".join(ms(v) for v in vals) + " |")
+        lines.append(f"| {'&nbsp;' * 4 * max(indent, 0)}{stage_label(label, indent)} | "
+                     + " | ".join(ms(v) for v in vals) + " |")
     for key, label, indent in SFN_ROWS:
         lines.append(f"| {'&nbsp;' * 4 * indent}{label} | " + " | ".join(ms(o[k]["sfn"][key]) for k, _ in KINDS) + " |")
     lines += ["", "| per function | REPORT Duration | Lambda invoke (history) | Task state (history) | cold Task "
@@ -823,8 +987,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(ValueError, OSError):
             signal.signal(sig, _unwind)
 
-    from dorc import localstack_service as lsvc
-    from dorc.errors import DorcError
+    from dorc import DorcError
 
     say(f"dorc LocalStack-target benchmark — {cmdline}")
     others_before = localstack_processes()
@@ -835,8 +998,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 0
         try:
             ls.open()
-            health = lsvc.health(ls.endpoint)
-            results["machine"] = m = machine(health)
+            results["machine"] = m = machine(ls.health)
             results["other_localstacks"] = len([p for p in others_before if not ls.info or p != ls.info.pid])
             say(f"machine: {m['cpu']}, nproc {m['nproc']} (cpu_count {m['cpu_count']}), {m['implementation']} "
                 f"{m['python']}, {m['platform']}; LocalStack {m['localstack_version']}; "
@@ -846,6 +1008,7 @@ def main(argv: list[str] | None = None) -> int:
                    + (" (not ours)" if ls.info else " (the one at --endpoint among them, if it runs here)")
                    if results["other_localstacks"] else ""))
             results["localstack"] = {"mode": ls.mode, "endpoint": ls.endpoint, "start_wall_s": ls.start_wall_s,
+                                     "install_check_s": ls.install_check_s,
                                      "ready_seconds": ls.info.ready_seconds if ls.info else None,
                                      "pid": ls.info.pid if ls.info else None, "notes": ls.notes}
             results["bench"] = bench(args, ls, work)

@@ -1,11 +1,14 @@
-"""What both benchmark scripts share: where the report goes, summaries, and the machine's facts."""
+"""What both benchmark scripts share: where the report goes, summaries, the machine's facts, and
+timing whole processes (the ``dorc`` command as a user runs it)."""
 
 from __future__ import annotations
 
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,37 @@ class BenchError(Exception):
 def summarize(samples: list[float]) -> dict[str, Any]:
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
             "n": len(samples), "samples": samples}
+
+
+def dorc_command() -> list[str]:
+    """The real console script next to this interpreter (not a pyenv shim), else ``-m dorc``."""
+    exe = Path(sys.executable).parent / "dorc"
+    if exe.is_file() and os.access(exe, os.X_OK):
+        return [str(exe)]
+    return [sys.executable, "-m", "dorc"]
+
+
+def process_env() -> dict[str, str]:
+    """The environment of every timed process: fake AWS credentials, no CONFIG_REPO_PATH."""
+    env = {k: v for k, v in os.environ.items() if k != "CONFIG_REPO_PATH"}
+    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
+    return env
+
+
+def time_process(cmd: list[str], runs: int, warmup: int = 1, env: dict[str, str] | None = None,
+                 cwd: str | None = None) -> dict[str, Any]:
+    """Process start to exit, ``runs`` times after ``warmup`` untimed runs; a failure raises BenchError."""
+    samples = []
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
+        dt = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise BenchError(f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout.decode()[-2000:]}"
+                             f"\n--- stderr\n{proc.stderr.decode()[-2000:]}")
+        if i >= warmup:
+            samples.append(dt)
+    return summarize(samples)
 
 
 def loadavg() -> list[float] | None:

@@ -6,6 +6,8 @@ calls and renders), and users' scripts and the pytest plugin call the same funct
     deploy, destroy, promote           plans delivered to a deployment target (``dorc.delivery``)
     plan_stacks                        a Pulumi stack previewed offline (``dorc plan``)
     localstack_*                       LocalStack's install and life cycle (``dorc.localstack``)
+    run_records                        the recorded runs, newest first
+    store_objects, clear_store         the local holding store
 """
 
 from __future__ import annotations
@@ -55,13 +57,21 @@ def parse_event(text: str | None) -> bytes:
 def run_pipeline(instance: str, layer: str | None = None, *, target: str = "local", event: Any = None,
                  env: str | None = None, config_repo: str | os.PathLike | None = None, project: Project | None = None,
                  observer=None, record: bool = True, endpoint: str | None = None,
-                 deploy: bool = True, timeout: float | None = None) -> RunResult:
+                 deploy: bool = True, timeout: float | None = None, dry_run: bool = False) -> RunResult | None:
     """Run a pipeline and return its ``RunResult`` (the same shape from every target).
 
     ``event`` is a Python value (sent as JSON) or, with ``bytes``, JSON already encoded.
-    ``endpoint``, ``deploy`` and ``timeout`` apply to the LocalStack target only.
+    ``endpoint``, ``deploy``, ``timeout`` and ``dry_run`` apply to the LocalStack target only.
+    ``dry_run``: report (``observer.progress``) the API calls that deploying every layer the run
+    reaches would make, make none, run nothing, record nothing, and return None.
     """
     module = run_target(target)
+    if dry_run and not hasattr(module, "dry_run"):
+        raise DorcError("--dry-run only applies to --localstack runs",
+                        hint="add --localstack to see what deploying to LocalStack would change, or drop --dry-run")
+    if dry_run and not deploy:
+        raise DorcError("--dry-run shows what deploying would change; with --no-deploy nothing is deployed",
+                        hint="drop --no-deploy, or drop --dry-run")
     given = {"endpoint": endpoint, "deploy_first": None if deploy else False, "timeout": timeout}
     given = {name: value for name, value in given.items() if value is not None}
     refused = [OPTION_FLAGS[name] for name in given if name not in module.OPTIONS]
@@ -69,11 +79,14 @@ def run_pipeline(instance: str, layer: str | None = None, *, target: str = "loca
         raise DorcError(f"{', '.join(refused)} only appl{'ies' if len(refused) == 1 else 'y'} to --localstack runs",
                         hint="add --localstack, or drop " + ", ".join(refused))
     project = project or find_project(config_repo)
-    env = env or ("localstack" if target == "localstack" else "local")
+    env = env or module.DEFAULT_ENV
     event_json = _event_json(event)
     planned: dict[str, LayerPlan] = {}
     starts = start_layers(project, instance, layer, env, planned)
     plans = reachable_plans(project, starts, env, planned=planned)
+    if dry_run:
+        module.dry_run(plans, project=project, endpoint=endpoint, observer=observer)
+        return None
     results = []
     for start in starts:
         res = module.run(plans, start, event_json, project=project, observer=observer, **given)
@@ -119,6 +132,34 @@ def invoke_function(instance: str, layer: str, function: str, *, event: Any = No
         names = ", ".join(f.key for f in plan.functions)
         raise DorcError(f"{instance}/{layer} has no function {function!r} (functions: {names})") from None
     return local.invoke_function(plan, function, _event_json(event), state_dir=project.state_dir, observer=observer)
+
+
+def run_records(instance: str | None = None, layer: str | None = None, *, limit: int | None = None,
+                config_repo: str | os.PathLike | None = None, project: Project | None = None) -> list[dict]:
+    """The recorded runs (``.dorc/runs``), newest first; ``instance``/``layer`` narrow them."""
+    from .records import read_records
+
+    project = project or find_project(config_repo)
+    if instance is not None and instance not in project.instances():
+        raise DorcError(f"no pipeline instance {instance!r}",
+                        hint="instances: " + (", ".join(project.instances()) or "none") + " (see dorc list)")
+    records = read_records(project.state_dir, pipeline=instance, layer=layer)[::-1]
+    return records[:limit] if limit is not None else records
+
+
+def store_objects(*, config_repo: str | os.PathLike | None = None,
+                  project: Project | None = None) -> list[tuple[str, str, int]]:
+    """What the local holding store holds: (bucket, key, size), sorted."""
+    from dorc_sim.aws import list_store
+
+    return list_store((project or find_project(config_repo)).local_aws_dir)
+
+
+def clear_store(*, config_repo: str | os.PathLike | None = None, project: Project | None = None) -> None:
+    """Delete everything local runs stored."""
+    from dorc_sim.aws import clear_store as clear
+
+    clear((project or find_project(config_repo)).local_aws_dir)
 
 
 def _merge(results: list[RunResult]) -> RunResult:

@@ -17,6 +17,7 @@ from typing import Any
 from .errors import DorcError
 from .observer import NullObserver, Observer
 from .plan import LOCAL_ACCOUNT_ID, SHARED_STACKS, LayerPlan
+from .planning import plan_layer
 from .project import Project, find_project
 from .promote import SOURCE_OF, PromotionResult, local_last_run
 from .promote import promote as promote_with
@@ -48,8 +49,6 @@ def _require_env(instance: str, env: str | None, command: str) -> None:
 
 def layer_plans(project: Project, instance: str, layer: str | None, env: str) -> dict[str, LayerPlan]:
     """The plans of one layer, or of every layer of the instance."""
-    from .api import plan_layer
-
     layers = [layer] if layer else project.layers(instance)
     return {f"{instance}/{lay}": plan_layer(project, instance, lay, env) for lay in layers}
 
@@ -108,7 +107,6 @@ def promote(instance: str, layer: str, *, to: str, target: str = DEFAULT_DEPLOY_
             force: bool = False, skip_checks: bool = False, project: Project | None = None,
             config_repo: str | os.PathLike | None = None, observer: Observer | None = None) -> PromotionResult:
     """Give ``to`` exactly the packages its source ran: local -> preprod -> prod (``dorc.promote``)."""
-    from .api import plan_layer
     from .package import package_plan, source_digest
 
     if to not in SOURCE_OF:

@@ -15,7 +15,6 @@ from typing import Callable
 from .errors import Problem
 from .loader import LoadedPipeline
 from .project import Project
-from .validate import function_dir
 
 #: Importable in every Lambda Python runtime without being packaged.
 LAMBDA_RUNTIME_MODULES = frozenset(
@@ -40,7 +39,7 @@ def check_imports(p: LoadedPipeline) -> list[Problem]:
     out: list[Problem] = []
     seen: set[str] = set()
     for fn in p.definition.functions:
-        folder = function_dir(p, fn.name)
+        folder = p.function_dir(fn.name)
         if fn.name in seen or not folder.is_dir():
             continue
         seen.add(fn.name)

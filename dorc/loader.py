@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from .errors import DefinitionError, DorcError, Problem
 from .models import InvalidFunction, PipelineDefinition, collected_invalid
-from .pipeline import PipelineConfig, _capture, _Capture
+from .pipeline import CAPTURE, Capture, PipelineConfig
 from .project import Project
 
 #: The name Pulumi's Python language host gives a program's ``__main__.py``; dorc loads it the same way.
@@ -34,15 +34,17 @@ _LEGACY = {
 
 def install_legacy_imports() -> None:
     """Make ``from infrastructure.core.Creator import CreatePipeline`` (the seed's paths) work."""
-    import dorc
+    from . import models, pipeline
 
+    public = {**{n: getattr(models, n) for n in dir(models) if not n.startswith("_")},
+              **{n: getattr(pipeline, n) for n in dir(pipeline) if not n.startswith("_")}}
     for name, exports in _LEGACY.items():
         if name in sys.modules:
             continue
         mod = types.ModuleType(name, f"alias of dorc's public API (seed import path {name})")
         mod.__path__ = []  # a package, so submodules resolve
         for attr in exports or ():
-            setattr(mod, attr, getattr(dorc, attr))
+            setattr(mod, attr, public[attr])
         sys.modules[name] = mod
     for name in _LEGACY:
         parent, _, child = name.rpartition(".")
@@ -66,14 +68,18 @@ class LoadedPipeline:
     def key(self) -> str:
         return f"{self.instance}/{self.layer}"
 
+    def function_dir(self, name: str) -> Path:
+        """Where a function's code lives: ``<layer>/src/<name>/``."""
+        return self.layer_dir / "src" / name
+
 
 def load_pipeline(project: Project, instance: str, layer: str, env: str) -> LoadedPipeline:
     """Execute ``__main__.py`` in capture mode. Any failure becomes a ``DefinitionError``."""
     main_file = project.main_file(instance, layer)
     rel = project.display_path(main_file)
     install_legacy_imports()
-    cap = _Capture(env=env, project=project)
-    token = _capture.set(cap)
+    cap = Capture(env=env, project=project)
+    token = CAPTURE.set(cap)
     invalid: list[InvalidFunction] = []
     invalid_token = collected_invalid.set(invalid)
     saved_path = list(sys.path)
@@ -92,7 +98,7 @@ def load_pipeline(project: Project, instance: str, layer: str, env: str) -> Load
     except Exception as exc:  # the user's file itself is broken
         raise DefinitionError(_function_problems(rel, invalid) + [_load_failure(rel, main_file, exc)]) from None
     finally:
-        _capture.reset(token)
+        CAPTURE.reset(token)
         collected_invalid.reset(invalid_token)
         sys.path[:] = saved_path
     if invalid:

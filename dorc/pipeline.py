@@ -20,13 +20,15 @@ from .models import PipelineDefinition
 
 
 @dataclass
-class _Capture:
+class Capture:
+    """What dorc's loader collects while it executes a ``__main__.py`` (``dorc.loader``)."""
+
     env: str
     project: Any  # dorc.project.Project; typed loosely to keep this module import-light
     definitions: list[tuple["PipelineConfig", PipelineDefinition]] = field(default_factory=list)
 
 
-_capture: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar("dorc_capture", default=None)
+CAPTURE: contextvars.ContextVar[Capture | None] = contextvars.ContextVar("dorc_capture", default=None)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def _under_pulumi() -> bool:
 
 
 def _current_env() -> str:
-    cap = _capture.get()
+    cap = CAPTURE.get()
     if cap is not None:
         return cap.env
     if _under_pulumi():  # running as a Pulumi program: the stack name ends in -<env>
@@ -92,7 +94,7 @@ def load_config(main_file: str | os.PathLike | None = None) -> PipelineConfig:
     if main_file is None:
         main_file = inspect.stack()[1].filename
     layer_dir = Path(main_file).resolve().parent
-    cap = _capture.get()
+    cap = CAPTURE.get()
     project = cap.project if cap is not None else project_of(layer_dir)
     instance, layer = layer_dir.parent.name, layer_dir.name
     env = _current_env()
@@ -110,7 +112,7 @@ class CreatePipeline:
         self.definition = definition
 
     def apply(self):
-        cap = _capture.get()
+        cap = CAPTURE.get()
         if cap is not None:
             cap.definitions.append((self.config, self.definition))
             return None

@@ -12,12 +12,14 @@ import hashlib
 import json
 from typing import Any
 
+from dorc_sim.fixtures import placeholders
 from pydantic import BaseModel, ConfigDict
 
 from .errors import Problem
 from .loader import LoadedPipeline
 from .models import FunctionType
-from .validate import chain, function_dir, handover_key
+from .project import FixtureSpec
+from .graph import chain, handover_key
 
 LOCAL_ACCOUNT_ID = "000000000000"  # LocalStack's and moto's default account
 HANDLER = "lambda.handler"
@@ -99,8 +101,11 @@ class LayerPlan(_Frozen):
     events_role: str
     log_retention_days: int
     tags: dict[str, str]
-    # Environment variables replaced on this machine (local and LocalStack runs only).
+    # Environment variables replaced on this machine (local and LocalStack runs only), and the
+    # fixtures (``[fixtures.<name>]``) their ``{sim.<name>}`` placeholders start. Machine-local:
+    # neither is part of ``snapshot()`` or ``digest()``.
     local_environment: dict[str, str]
+    local_fixtures: dict[str, FixtureSpec] = {}
 
     @property
     def key(self) -> str:
@@ -118,7 +123,7 @@ class LayerPlan(_Frozen):
     def snapshot(self) -> dict[str, Any]:
         """Every deployed setting, comparable across machines: no local paths, no packages, and
         environment values only as hashes (they may hold secrets; records must not)."""
-        doc = self.model_dump(exclude={"main_file", "local_environment"})
+        doc = self.model_dump(exclude={"main_file", "local_environment", "local_fixtures"})
         for f in doc["functions"]:
             for key in ("source_dir", "package_path", "package_sha256"):
                 f.pop(key)
@@ -177,7 +182,7 @@ def build_plan(p: LoadedPipeline, *, account_id: str = LOCAL_ACCOUNT_ID) -> Laye
                 key=fn.name,
                 name=name,
                 arn=f"arn:aws:lambda:{region}:{account_id}:function:{name}",
-                source_dir=str(function_dir(p, fn.name)),
+                source_dir=str(p.function_dir(fn.name)),
                 runtime=fn.runtime,
                 memory=fn.memory,
                 timeout=fn.timeout,
@@ -233,6 +238,7 @@ def build_plan(p: LoadedPipeline, *, account_id: str = LOCAL_ACCOUNT_ID) -> Laye
         log_retention_days=settings.log_retention_days,
         tags={**settings.tags, "dorc:pipeline": p.key, "dorc:env": env},
         local_environment=dict(settings.local_environment),
+        local_fixtures=dict(settings.fixtures),
     )
 
 
@@ -349,6 +355,23 @@ def plan_problems(plan: LayerPlan) -> list[Problem]:
         if len(role) > ROLE_NAME_MAX:
             out.append(Problem(file, f"IAM role name {role!r} is longer than {ROLE_NAME_MAX} characters; "
                                      "shorten [project] name in dorc.toml"))
+    return out
+
+
+def fixture_problems(plan: LayerPlan, settings_file: str) -> list[Problem]:
+    """``[local.environment]`` values naming a fixture that ``[fixtures.<name>]`` does not declare.
+
+    Project-wide settings, so every layer reports them (as it does a role name that is too long):
+    a local or LocalStack run would stop at the first function that declares the variable."""
+    declared = sorted(plan.local_fixtures)
+    out: list[Problem] = []
+    for var, value in plan.local_environment.items():
+        for name in placeholders(value):
+            if name not in plan.local_fixtures:
+                out.append(Problem(settings_file, (
+                    f"[local.environment] {var} = {value!r} names fixture {{sim.{name}}}, which is not declared "
+                    f"(declared: {', '.join(declared) or 'none'}); fix: declare it as [fixtures.{name}] with module "
+                    "and factory, or correct the name")))
     return out
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from .errors import DefinitionError, DorcError, Problem
 from .import_check import check_imports
 from .loader import LoadedPipeline, load_pipeline
-from .plan import LOCAL_ACCOUNT_ID, LayerPlan, build_plan, plan_problems
-from .project import LOCAL_ENVS, Project
+from .plan import LOCAL_ACCOUNT_ID, LayerPlan, build_plan, fixture_problems, plan_problems
+from .project import LOCAL_ENVS, SETTINGS_FILE, Project
 from .validate import check_definition
 
 
@@ -29,7 +29,7 @@ def plan_layer(project: Project, instance: str, layer: str, env: str = "local", 
     if problems:
         raise DefinitionError(problems)
     plan = build_plan(loaded, account_id=account_id)
-    problems = plan_problems(plan)
+    problems = plan_problems(plan) + fixture_problems(plan, _settings_file(project))
     if problems:
         raise DefinitionError(problems)
     return plan
@@ -82,7 +82,9 @@ def _layer_problems(project: Project, instance: str, layer: str, envs: list[str]
         _add_new(definition, check_definition(loaded, known))
         _add_new(imports, check_imports(loaded))
         try:  # the AWS limits too, when the chain is sound enough to name things
-            found = plan_problems(build_plan(loaded))
+            plan = build_plan(loaded)
+            found = plan_problems(plan)
+            _add_new(definition, fixture_problems(plan, _settings_file(project)))  # not per environment
         except Exception:
             found = []
         for p in found:
@@ -98,6 +100,10 @@ def _layer_problems(project: Project, instance: str, layer: str, envs: list[str]
             where += f"; also broken in {', '.join(map(repr, envs_broken[1:]))}"
         named.append(Problem(p.file, f"{p.message} ({where})", p.function))
     return definition + imports + named
+
+
+def _settings_file(project: Project) -> str:
+    return project.display_path(project.root / SETTINGS_FILE)
 
 
 def _add_new(into: list[Problem], problems: list[Problem]) -> None:

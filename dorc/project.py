@@ -7,20 +7,36 @@ Layout (the seed's, kept)::
       src/<instance>/<layer>/__main__.py
       src/<instance>/<layer>/Pulumi.<env>.yaml
       src/<instance>/<layer>/src/<function>/lambda.py
+      fixtures/<name>.py               offline stand-ins for outside services ([fixtures.<name>])
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dorc_sim.fixtures import NAME as FIXTURE_NAME
+
 from .errors import ProjectError
 
 SETTINGS_FILE = "dorc.toml"
 LOCAL_ENVS = ("local", "localstack")
+FIXTURE_KEYS = ("module", "factory", "port")
+
+
+@dataclass(frozen=True)
+class FixtureSpec:
+    """``[fixtures.<name>]``: a local stand-in for an outside service, started by ``{sim.<name>}``."""
+
+    name: str
+    module: str  # absolute path of the module file (declared relative to the folder of dorc.toml)
+    factory: str  # callable(port=0) -> object with start(), stop() and url
+    port: int | None = None  # fixed port when the URL is written into deployed configuration (LocalStack)
+    declared_in: str = SETTINGS_FILE  # the settings file, for messages
 
 
 @dataclass(frozen=True)
@@ -35,8 +51,9 @@ class Settings:
     artifact_bucket: str = "{project}-artifacts"
     log_retention_days: int = 14
     # Environment variables replaced when functions run on this machine (local, LocalStack):
-    # values may name a sim fixture, e.g. "{sim.census_api}".
+    # values may name a fixture declared under [fixtures.<name>], as "{sim.<name>}".
     local_environment: dict[str, str] = field(default_factory=dict)
+    fixtures: dict[str, FixtureSpec] = field(default_factory=dict)  # [fixtures.<name>]
 
     def render(self, template: str, env: str) -> str:
         return template.format(project=self.project, env=env, region=self.region)
@@ -81,6 +98,11 @@ class Project:
                 hint=f"known instances: {known}; create {inst}/<layer>/__main__.py",
             )
         return sorted(p.name for p in inst.iterdir() if (p / "__main__.py").is_file())
+
+    @property
+    def local_aws_dir(self) -> Path:
+        """Where local runs keep the holding store between runs (``dorc store``)."""
+        return self.state_dir / "local-aws"
 
     def known_layers(self) -> set[str]:
         """Every ``instance/layer`` of the project: what a hand-over may name."""
@@ -220,6 +242,108 @@ def load_settings(path: Path) -> Settings:
             artifact_bucket=str(stores.get("artifacts", "{project}-artifacts")),
             log_retention_days=int(doc.get("logs", {}).get("retention_days", 14)),
             local_environment={str(k): str(v) for k, v in doc.get("local", {}).get("environment", {}).items()},
+            fixtures=load_fixtures(path, doc.get("fixtures", {})),
         )
     except (TypeError, ValueError, AttributeError) as exc:
         raise ProjectError(f"{path}: {exc}") from None
+
+
+def load_fixtures(path: Path, table: Any) -> dict[str, FixtureSpec]:
+    """``[fixtures.<name>]`` tables, checked without running their modules (a run loads them)."""
+    example = ('[fixtures.my_api]\nmodule = "fixtures/my_api.py"\nfactory = "MyAPIServer"\n'
+               "port = 4581  # optional")
+    if not isinstance(table, dict):
+        raise ProjectError(f"{path}: [fixtures] must hold one table per fixture", hint=f"write e.g.\n{example}")
+    return {str(name): _fixture(path, str(name), decl, example) for name, decl in table.items()}
+
+
+def _fixture(path: Path, name: str, decl: Any, example: str) -> FixtureSpec:
+    where = f"{path}: [fixtures.{name}]"
+    if not FIXTURE_NAME.match(name):
+        raise ProjectError(f"{where}: the name {name!r} cannot be written as {{sim.{name}}}",
+                           hint="name fixtures with lower-case letters, digits and _ (not first a digit)")
+    if not isinstance(decl, dict):
+        raise ProjectError(f"{where} must be a table with module and factory", hint=f"write e.g.\n{example}")
+    unknown = [k for k in decl if k not in FIXTURE_KEYS]
+    if unknown:
+        raise ProjectError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} "
+                           f"{', '.join(map(repr, unknown))}; a fixture takes {', '.join(FIXTURE_KEYS)}",
+                           hint="remove or correct " + ("them" if len(unknown) > 1 else "it"))
+    for key in ("module", "factory"):
+        if key not in decl:
+            raise ProjectError(f"{where}: {key} is missing", hint=f"write e.g.\n{example}")
+        if not isinstance(decl[key], str) or not decl[key].strip():
+            raise ProjectError(f"{where} {key} = {decl[key]!r}: must be a non-empty string",
+                               hint=f"write e.g.\n{example}")
+    module, factory = decl["module"], decl["factory"].strip()
+    file = (path.parent / module).resolve()
+    if file.is_dir():
+        raise ProjectError(f"{where} module = {module!r}: {file} is a folder", hint="give the path of a .py file")
+    if not file.is_file():
+        raise ProjectError(f"{where} module = {module!r}: {file} does not exist",
+                           hint=f"create it, or correct the path (relative to {path.parent})")
+    if file.suffix != ".py":
+        raise ProjectError(f"{where} module = {module!r}: not a Python file (.py)", hint="give the path of a .py file")
+    if not factory.isidentifier():
+        raise ProjectError(f"{where} factory = {factory!r}: not a Python name",
+                           hint=f"the name of a class or function defined in {module}")
+    _check_factory(where, module, file, factory)
+    port = decl.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        raise ProjectError(f"{where} port = {port!r}: not a port number",
+                           hint="a whole number from 1 to 65535, or leave port out (any free port)")
+    return FixtureSpec(name=name, module=str(file), factory=factory, port=port, declared_in=str(path))
+
+
+_LITERALS = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set, ast.JoinedStr, ast.ListComp, ast.SetComp,
+             ast.DictComp, ast.GeneratorExp)
+
+
+def _check_factory(where: str, module: str, file: Path, factory: str) -> None:
+    """The factory is defined in the module, as far as reading its source (not running it) tells:
+    a missing name or one bound only to a literal is caught here, anything subtler when a run loads it."""
+    try:
+        tree = ast.parse(file.read_text(), filename=str(file))
+    except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+        raise ProjectError(f"{where} module = {module!r}: not valid Python: {exc}", hint=f"fix {file}") from None
+    bindings: dict[str, list[ast.AST | None]] = {}
+    dynamic = False
+
+    def visit(body: list[ast.stmt]) -> None:
+        nonlocal dynamic
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bindings.setdefault(node.name, []).append(node)
+                dynamic = dynamic or node.name == "__getattr__"
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    dynamic = dynamic or alias.name == "*"
+                    bindings.setdefault(alias.asname or alias.name.split(".")[0], []).append(node)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    for n in ast.walk(target):
+                        if isinstance(n, ast.Name):
+                            bindings.setdefault(n.id, []).append(node.value if target is n else None)
+            else:  # if/try/with/for blocks at the top level bind names too
+                for field_name in ("body", "orelse", "finalbody", "handlers", "cases"):
+                    inner = getattr(node, field_name, None)
+                    if isinstance(inner, list):
+                        visit([s for s in inner if isinstance(s, ast.stmt)]
+                              + [s for h in inner if isinstance(h, (ast.ExceptHandler, ast.match_case))
+                                 for s in h.body])
+
+    visit(tree.body)
+    found = bindings.get(factory)
+    if not found:
+        if dynamic:
+            return
+        defined = sorted(n for n, b in bindings.items()
+                         if not n.startswith("_") and any(isinstance(x, (ast.FunctionDef, ast.ClassDef)) for x in b))
+        raise ProjectError(f"{where} factory = {factory!r}: {module} defines no {factory!r}",
+                           hint=f"define it there (a class or function taking port=0), or correct factory; "
+                                f"{module} defines {', '.join(defined) or 'no class or function'}")
+    if all(isinstance(b, _LITERALS) for b in found):
+        raise ProjectError(f"{where} factory = {factory!r}: {module} binds {factory!r} to a value, not a class "
+                           "or function", hint="name a class or function taking port=0 that returns an object "
+                                               "with start(), stop() and url")

@@ -7,6 +7,12 @@ Steps: read what the source runs (package digests + settings) -> build locally a
 (drift) -> check the source's last run -> deploy the target with the source's packages.
 Each refusal names its reason first; ``--force`` skips the drift check, ``--skip-checks`` the
 last-run check. The environments behind a target are reached through ``Backend``.
+
+What ``--force`` can promote is the source's packages: an environment's settings are recorded
+only as a snapshot (environment values hashed), not as something to deploy from, so the target's
+settings always come from the local definition. Without ``--force`` the drift check makes those
+settings the source's; with it, a setting that drifted reaches the target although the source
+never ran it, and promotion says so (progress, and ``drift`` in the result).
 """
 
 from __future__ import annotations
@@ -66,6 +72,11 @@ def diff(source: str, expected_packages: dict[str, str | None], expected_setting
 
 
 def _settings_diff(mine: Any, theirs: Any, path: str, source: str) -> list[tuple[str, str]]:
+    """One (setting, difference) per difference: dicts key by key, lists of dicts with a "key"
+    item by item (added, removed, changed, reordered), other lists at their first differing index
+    and their length; an environment value is never shown, not even hashed."""
+    if mine == theirs:
+        return []
     if isinstance(mine, dict) and isinstance(theirs, dict):
         out = []
         for k in sorted(set(mine) | set(theirs)):
@@ -77,17 +88,81 @@ def _settings_diff(mine: Any, theirs: Any, path: str, source: str) -> list[tuple
             else:
                 out += _settings_diff(mine[k], theirs[k], sub, source)
         return out
-    if isinstance(mine, list) and isinstance(theirs, list) and len(mine) == len(theirs) and all(
-            isinstance(x, dict) and "key" in x for x in mine + theirs):
-        out = []
-        for a, b in zip(mine, theirs):
-            out += _settings_diff(a, b, f"{path}[{a['key']}]", source)
-        return out
-    if mine != theirs:
-        if path.endswith("environment") or ".environment." in path:
-            return [(path, "value changed")]
-        return [(path, f"local {json.dumps(mine)[:80]}, {source} {json.dumps(theirs)[:80]}")]
-    return []
+    if _is_secret(path):
+        return [(path, "value changed")]
+    if isinstance(mine, list) and isinstance(theirs, list):
+        keyed_mine, keyed_theirs = _keyed(mine), _keyed(theirs)
+        if keyed_mine is not None and keyed_theirs is not None:
+            return _keyed_diff(keyed_mine, keyed_theirs, path, source)
+        return _list_diff(mine, theirs, path, source)
+    return [(path, _contrast(mine, theirs, source))]
+
+
+def _is_secret(path: str) -> bool:
+    return path.endswith("environment") or ".environment." in path
+
+
+def _keyed(items: list[Any]) -> dict[Any, dict[str, Any]] | None:
+    """``items`` by their "key", if each is a dict with a distinct one."""
+    if not all(isinstance(x, dict) and "key" in x for x in items):
+        return None
+    by_key = {x["key"]: x for x in items}
+    return by_key if len(by_key) == len(items) else None
+
+
+def _keyed_diff(mine: dict[Any, Any], theirs: dict[Any, Any], path: str, source: str) -> list[tuple[str, str]]:
+    out = []
+    for k in list(mine) + [k for k in theirs if k not in mine]:
+        sub = f"{path}[{k}]"
+        if k not in theirs:
+            out.append((sub, f"added locally (not in {source})"))
+        elif k not in mine:
+            out.append((sub, f"removed locally (still in {source})"))
+        else:
+            out += _settings_diff(mine[k], theirs[k], sub, source)
+    order_mine, order_theirs = [k for k in mine if k in theirs], [k for k in theirs if k in mine]
+    if order_mine != order_theirs:
+        local, there = ", ".join(map(str, order_mine)), ", ".join(map(str, order_theirs))
+        out.append((path, f"order changed (local {local}; {source} {there})"))
+    return out
+
+
+def _list_diff(mine: list[Any], theirs: list[Any], path: str, source: str) -> list[tuple[str, str]]:
+    out = []
+    first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), None)
+    if first is not None:  # the first difference only: after it, items may merely have shifted
+        out += _settings_diff(mine[first], theirs[first], f"{path}[{first}]", source)
+    if len(mine) != len(theirs):
+        n = min(len(mine), len(theirs))
+        longer, side = (mine, "local") if len(mine) > len(theirs) else (theirs, source)
+        change = f"{len(mine)} item(s) locally, {len(theirs)} in {source}; {side} also has [{n}] {_short(longer[n])}"
+        out.append((path, change))
+    return out
+
+
+_SHOWN = 80  # characters of a value shown in a difference
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    if '"environment"' in text:  # environment values are never shown, not even hashed
+        return "{…}"
+    return text if len(text) <= _SHOWN else text[:_SHOWN - 1] + "…"
+
+
+def _contrast(mine: Any, theirs: Any, source: str) -> str:
+    """Both values; when either is long, the same stretch of each around their first difference."""
+    a, b = json.dumps(mine), json.dumps(theirs)
+    if len(a) <= _SHOWN and len(b) <= _SHOWN:
+        return f"local {a}, {source} {b}"
+    at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    start = max(0, at - _SHOWN // 4)
+
+    def window(text: str) -> str:
+        part = text[start:start + _SHOWN]
+        return ("…" if start else "") + part + ("…" if start + _SHOWN < len(text) else "")
+
+    return f"local {window(a)}, {source} {window(b)} (first difference at character {at})"
 
 
 def promote(*, instance: str, layer: str, to: str, source_plan: LayerPlan, target_plan: LayerPlan,
@@ -126,6 +201,11 @@ def promote(*, instance: str, layer: str, to: str, source_plan: LayerPlan, targe
                 hint=f"deploy these changes to {source} and test them there, or pass --force to promote "
                      f"{source}'s packages as they are",
             )
+        drifted_settings = [d for d in drift if d.startswith("setting ")]
+        if drifted_settings:  # forced: the packages are the source's, these settings are not
+            progress(f"--force: {to} gets {source}'s packages but the local definition's settings, "
+                     f"{len(drifted_settings)} of which {source} does not run: "
+                     + "; ".join(d.removeprefix("setting ") for d in drifted_settings))
         missing = [f.key for f in target_plan.functions if f.key not in src.packages]
         if missing:
             raise PromotionRefused(f"refused: function(s) {', '.join(missing)} have no package in {source}",
@@ -162,6 +242,9 @@ def _changes(before: Deployed | None, after: Deployed, env: str) -> list[str]:
             out.append(f"function {fn}: added ({sha[:12]})")
         elif old != sha:
             out.append(f"function {fn}: package {old[:12]} -> {sha[:12]}")
+    for fn, old in before.packages.items():
+        if fn not in after.packages:
+            out.append(f"function {fn}: removed (was {old[:12]})")
     out += [f"setting {p}: {d}" for p, d in _settings_diff(after.plan_settings, before.plan_settings, "", f"previous {env}")]
     return out or [f"{env} already ran exactly this (no change)"]
 

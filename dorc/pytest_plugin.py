@@ -76,7 +76,7 @@ def dorc_aws(dorc_project):
 
     settings = dorc_project.settings
     bucket = settings.render(settings.holding_bucket, "local")
-    with LocalAWS(dorc_project.state_dir / "local-aws", settings.region, [bucket]) as aws:
+    with LocalAWS(dorc_project.local_aws_dir, settings.region, [bucket]) as aws:
         aws.holding_bucket = bucket
         yield aws
 

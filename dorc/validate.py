@@ -10,14 +10,11 @@ from pathlib import Path
 
 from .errors import Problem
 from .loader import LoadedPipeline
-from .models import Function, FunctionType
+from .graph import chain, handover_key
+from .models import FunctionType
 
 HANDLER_FILE = "lambda.py"
 _IGNORED_DIRS = {"__pycache__"}
-
-
-def function_dir(pipeline: LoadedPipeline, name: str) -> Path:
-    return pipeline.layer_dir / "src" / name
 
 
 def check_definition(pipeline: LoadedPipeline, known_layers: set[str]) -> list[Problem]:
@@ -33,7 +30,7 @@ def _check_folders(p: LoadedPipeline) -> list[Problem]:
     file = rel_path(p, p.main_file)
     declared = [f.name for f in p.definition.functions]
     for fn in p.definition.functions:
-        handler = function_dir(p, fn.name) / HANDLER_FILE
+        handler = p.function_dir(fn.name) / HANDLER_FILE
         if not handler.is_file():
             out.append(Problem(file, f"{rel_path(p, handler)} does not exist; create it with "
                                      "`def handler(event, context):`", fn.name))
@@ -135,24 +132,6 @@ def _check_graph(p: LoadedPipeline, known_layers: set[str]) -> list[Problem]:
         out.append(Problem(file, f"unreachable from the start function {starts[0]!r} (part of a cycle): "
                                  f"{', '.join(missing)}"))
     return out
-
-
-def chain(functions: list[Function]) -> list[Function]:
-    """The run order: follow ``next_function`` from the one function nothing points to."""
-    by_name = {f.name: f for f in functions}
-    targets = {f.next.name for f in functions if f.next and f.next.type == FunctionType.Function.value}
-    start = next(f for f in functions if f.name not in targets)
-    order, cur, seen = [], start, set()
-    while cur is not None and cur.name not in seen:
-        order.append(cur)
-        seen.add(cur.name)
-        nxt = cur.next
-        cur = by_name.get(nxt.name) if nxt and nxt.type == FunctionType.Function.value else None
-    return order
-
-
-def handover_key(instance: str, name: str) -> str:
-    return name if "/" in name else f"{instance}/{name}"
 
 
 def rel_path(p: LoadedPipeline, path: Path) -> str:

@@ -187,6 +187,9 @@ def test_fail_state_reports_to_the_backend(state, error, cause):
 # -- Choice rules: every operator, matching, not matching, wrong type, missing -----------------
 
 MISSING = object()  # the variable is absent from the input
+# A comparison on a missing variable fails the execution in AWS (only IsPresent may look at a
+# field that is not there): the row's expectation is that error, not a match or a non-match.
+RUNTIME = "States.Runtime"
 
 CHOICE_CASES = [
     # operator, operand, value, matches
@@ -198,12 +201,12 @@ CHOICE_CASES = [
     ("NumericEquals", 0, False, False),
     ("NumericEquals", 200, None, False),
     ("NumericEquals", 200, [200], False),
-    ("NumericEquals", 200, MISSING, False),
+    ("NumericEquals", 200, MISSING, RUNTIME),
     ("NumericLessThan", 300, 299, True),
     ("NumericLessThan", 300, 299.999, True),
     ("NumericLessThan", 300, 300, False),
     ("NumericLessThan", 300, "1", False),
-    ("NumericLessThan", 300, MISSING, False),
+    ("NumericLessThan", 300, MISSING, RUNTIME),
     ("NumericLessThanEquals", 300, 300, True),
     ("NumericLessThanEquals", 300, 300.001, False),
     ("NumericLessThanEquals", 300, None, False),
@@ -215,12 +218,12 @@ CHOICE_CASES = [
     ("NumericGreaterThanEquals", 200, 199.999, False),
     ("NumericGreaterThanEquals", 200, "500", False),
     ("NumericGreaterThanEquals", 200, True, False),
-    ("NumericGreaterThanEquals", 200, MISSING, False),
+    ("NumericGreaterThanEquals", 200, MISSING, RUNTIME),
     ("StringEquals", "ok", "ok", True),
     ("StringEquals", "ok", "OK", False),
     ("StringEquals", "1", 1, False),
     ("StringEquals", "ü", "ü", True),
-    ("StringEquals", "ok", MISSING, False),
+    ("StringEquals", "ok", MISSING, RUNTIME),
     ("BooleanEquals", True, True, True),
     ("BooleanEquals", True, False, False),
     ("BooleanEquals", False, False, True),
@@ -234,7 +237,7 @@ CHOICE_CASES = [
     ("IsNull", True, None, True),
     ("IsNull", True, 0, False),
     ("IsNull", False, 0, True),
-    ("IsNull", True, MISSING, False),
+    ("IsNull", True, MISSING, RUNTIME),
     ("IsNumeric", True, 1, True),
     ("IsNumeric", True, 1.5, True),
     ("IsNumeric", True, -3, True),
@@ -244,13 +247,18 @@ CHOICE_CASES = [
     ("IsNumeric", True, [1], False),
     ("IsNumeric", False, "1", True),
     ("IsNumeric", False, 1, False),
-    ("IsNumeric", True, MISSING, False),
+    ("IsNumeric", True, MISSING, RUNTIME),
     ("IsString", True, "", True),
     ("IsString", True, 1, False),
+    ("IsString", False, MISSING, RUNTIME),
     ("IsString", False, None, True),
     ("IsBoolean", True, False, True),
     ("IsBoolean", True, 0, False),
     ("IsBoolean", False, "true", True),
+    ("IsBoolean", True, MISSING, RUNTIME),
+    ("NumericLessThanEquals", 300, MISSING, RUNTIME),
+    ("NumericGreaterThan", 199, MISSING, RUNTIME),
+    ("BooleanEquals", True, MISSING, RUNTIME),
 ]
 
 
@@ -262,9 +270,10 @@ def _choice(rule: dict[str, Any]) -> dict[str, Any]:
     })
 
 
-def matches(rule: dict[str, Any], data: Any) -> bool:
+def matches(rule: dict[str, Any], data: Any) -> bool | str:
+    """True (the rule's Next), False (the Default), or the error the execution failed with."""
     outcome, _ = run(_choice(rule), data)
-    return outcome.succeeded
+    return True if outcome.succeeded else False if outcome.error == "NoMatch" else outcome.error
 
 
 CHOICE_OPERATORS = sorted({c[0] for c in CHOICE_CASES}, key=[c[0] for c in CHOICE_CASES].index)
@@ -275,7 +284,7 @@ def test_choice_operator(op):
     """One item per operator; every row of its table: (operand, value) -> matches?"""
     rows = [(operand, value, expected) for o, operand, value, expected in CHOICE_CASES if o == op]
     assert len(rows) >= 3  # at least a match, a non-match and a wrong type or missing value
-    assert {expected for *_, expected in rows} == {True, False}
+    assert {expected for *_, expected in rows} >= {True, False}
     got = []
     for operand, value, _ in rows:
         data = {"other": 1} if value is MISSING else {"v": value, "other": 1}
@@ -287,15 +296,16 @@ def test_choice_operator(op):
 @pytest.mark.parametrize("variable, data, expected", [
     ("$.a.b", {"a": {"b": 7}}, True),
     ("$.a.b", {"a": {"b": 8}}, False),
-    ("$.a.b", {"a": 7}, False),  # the path runs through a number: missing
-    ("$.a.b", {"a": [{"b": 7}]}, False),
-    ("$.a.b", {"a.b": 7}, False),
+    ("$.a.b", {"a": 7}, RUNTIME),  # the path runs through a number: missing
+    ("$.a.b", {"a": [{"b": 7}]}, RUNTIME),
+    ("$.a.b", {"a.b": 7}, RUNTIME),
     ("$", 7, True),  # the whole input
-    ("$.a", [7], False),  # the input is not an object
-    ("$.a", None, False),
+    ("$", "7", False),
+    ("$.a", [7], RUNTIME),  # the input is not an object
+    ("$.a", None, RUNTIME),
 ])
 def test_choice_variable_paths(variable, data, expected):
-    assert matches({"Variable": variable, "NumericEquals": 7}, data) is expected
+    assert matches({"Variable": variable, "NumericEquals": 7}, data) == expected
 
 
 def _between(lo: int, hi: int) -> dict[str, Any]:
@@ -320,6 +330,34 @@ def _between(lo: int, hi: int) -> dict[str, Any]:
     ({"And": [{"Variable": "$.n", "IsPresent": True}, {"Not": {"Variable": "$.n", "IsNull": True}}]}, {"n": None}, False),
 ])
 def test_choice_combinations(rule, data, expected):
+    assert matches(rule, data) is expected
+
+
+@pytest.mark.parametrize("rule, data", [
+    pytest.param({"Variable": "$.n", "NumericEquals": 1}, {}, id="comparison"),
+    pytest.param({"Variable": "$.n", "IsNull": False}, {"m": None}, id="type-test"),
+    pytest.param({"Not": {"Variable": "$.n", "IsNumeric": True}}, {}, id="under-Not"),
+    pytest.param({"Or": [{"Variable": "$.m", "IsPresent": True}, {"Variable": "$.n", "StringEquals": "x"}]}, {},
+                 id="Or-reaches-it"),
+    pytest.param({"And": [{"Variable": "$.m", "IsPresent": True}, {"Variable": "$.n", "StringEquals": "x"}]},
+                 {"m": 1}, id="And-reaches-it"),
+])
+def test_a_comparison_on_a_missing_variable_fails_the_execution(rule, data):
+    """AWS: "Invalid path ...", States.Runtime, through the backend's fail path like any failure."""
+    variable = "$.n"
+    cause = f"Invalid path '{variable}': The choice state's condition path references an invalid value."
+    outcome, backend = run(_choice(rule), data)
+    assert outcome == asl.ExecutionOutcome(False, None, "States.Runtime", cause)
+    assert backend.failures == [("c", "States.Runtime", cause)]
+
+
+@pytest.mark.parametrize("rule, data, expected", [
+    # an earlier operand decides: the missing variable is never looked at
+    ({"And": [{"Variable": "$.n", "IsPresent": True}, {"Variable": "$.n", "NumericEquals": 1}]}, {}, False),
+    ({"Or": [{"Variable": "$.n", "IsPresent": False}, {"Variable": "$.n", "NumericEquals": 1}]}, {}, True),
+    ({"Not": {"Variable": "$.n", "IsPresent": True}}, {}, True),
+])
+def test_is_present_guards_a_comparison(rule, data, expected):
     assert matches(rule, data) is expected
 
 
@@ -407,11 +445,27 @@ def test_cause_without_cause_path_is_taken_as_written():
     assert outcome.cause == cause
 
 
+@pytest.mark.parametrize("cause_path, data, path, shown", [
+    ("States.Format('code {}', $.statusCode)", {"body": 1}, "$.statusCode", '{"body":1}'),
+    ("States.Format('{} and {}', $.a, $.b.c)", {"a": 1, "b": {}}, "$.b.c", '{"a":1,"b":{}}'),
+    ("States.Format('{}', $.a)", "é", "$.a", '"é"'),  # the input is not an object
+    ("States.Format('{}', $.a)", None, "$.a", "null"),
+])
+def test_states_format_on_a_missing_path_fails_the_execution(cause_path, data, path, shown):
+    """AWS: States.Runtime instead of the Fail state's own error, naming the function and the path."""
+    cause = (f"The function '{cause_path}' had the following error: The JsonPath argument for the field "
+             f"'{path}' could not be found in the input '{shown}'")
+    outcome, backend = run(machine({"f": {"Type": "Fail", "Error": "E", "CausePath": cause_path}}), data)
+    assert outcome == asl.ExecutionOutcome(False, None, "States.Runtime", cause)
+    assert backend.failures == [("f", "States.Runtime", cause)]
+
+
 @pytest.mark.parametrize("cause_path", [
     "$.statusCode",  # a plain path: not what the plan writes
     "States.StringToJson($.a)",
     "States.Format('{} {}', $.a)",  # more placeholders than arguments
     "States.Format('{}', $.a, $.a)",  # more arguments than placeholders
+    "States.Format('{} {}', $.missing)",  # refused before its missing path could fail the execution
     "States.Format('no placeholder', $.a)",
     "States.Format('{}', $.a[0])",  # array index
     "States.Format('{}', $$.Execution.Id)",  # context object
@@ -627,10 +681,6 @@ def test_an_error_wins_over_an_output():
 
 # -- latent bugs (outside what the plan emits) -----------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "asl.py promises 'anything outside the subset is refused loudly', but input/output processing "
-    "fields it does not model (ResultPath, ResultSelector, InputPath on a Task; InputPath/OutputPath "
-    "on Choice, Succeed) are silently ignored and the state runs as if they were absent"))
 @pytest.mark.parametrize("states", [
     pytest.param({"t": lambda_task(ResultPath="$.result", End=True)}, id="Task-ResultPath"),
     pytest.param({"t": lambda_task(ResultSelector={"code.$": "$.Payload.statusCode"}, End=True)},
@@ -640,25 +690,67 @@ def test_an_error_wins_over_an_output():
                         "Choices": [{"Variable": "$.b", "IsPresent": True, "Next": "s"}]},
                   "s": {"Type": "Succeed"}}, id="Choice-InputPath"),
     pytest.param({"s": {"Type": "Succeed", "OutputPath": "$.a"}}, id="Succeed-OutputPath"),
+    pytest.param({"t": lambda_task(ResultPath=None, End=True)}, id="Task-ResultPath-null"),
+    pytest.param({"t": handover_task(ResultPath="$.r", End=True)}, id="handover-ResultPath"),
+    pytest.param({"t": lambda_task(TimeoutSeconds=3, End=True)}, id="Task-TimeoutSeconds"),
+    pytest.param({"t": lambda_task(Assign={"x.$": "$"}, End=True)}, id="Task-Assign"),
+    pytest.param({"c": {"Type": "Choice", "OutputPath": "$.a", "Default": "s",
+                        "Choices": [{"Variable": "$.a", "IsPresent": True, "Next": "s"}]},
+                  "s": {"Type": "Succeed"}}, id="Choice-OutputPath"),
+    pytest.param({"s": {"Type": "Succeed", "InputPath": "$.a"}}, id="Succeed-InputPath"),
+    pytest.param({"f": {"Type": "Fail", "Error": "E", "InputPath": "$.a"}}, id="Fail-InputPath"),
+    pytest.param({"f": {"Type": "Fail", "ErrorPath": "$.a"}}, id="Fail-ErrorPath"),
+    pytest.param({"f": {"Type": "Fail", "Error": "E", "Cause": "c", "CausePath": "States.Format('{}', $.b)"}},
+                 id="Fail-Cause-and-CausePath"),
 ])
 def test_unmodelled_input_output_processing_is_refused(states):
-    with pytest.raises(asl.UnsupportedASL):
-        run(machine(states), {"a": {"b": 1}}, {FN1: ok({"statusCode": 200, "body": 1})})
+    backend = FakeBackend({FN1: ok({"statusCode": 200, "body": 1}), SM: ok(1)})
+    with pytest.raises(asl.UnsupportedASL, match="not modelled|both Cause and CausePath"):
+        asl.execute(machine(states), b'{"a": {"b": 1}}', backend)
+    assert backend.calls == [] and backend.failures == []
 
 
-@pytest.mark.xfail(strict=True, raises=asl._NoChoice, reason=(
-    "a Choice with no matching rule and no Default raises the private, message-less asl._NoChoice out "
-    "of execute() instead of failing the execution with States.NoChoiceMatched as AWS does (or "
-    "refusing the definition with UnsupportedASL)"))
+@pytest.mark.parametrize("fields", [{"TimeoutSeconds": 60}, {"QueryLanguage": "JSONata"}, {"Version": "1.0"}])
+def test_unmodelled_state_machine_fields_are_refused(fields):
+    with pytest.raises(asl.UnsupportedASL, match="state machine fields"):
+        run({**machine({"s": {"Type": "Succeed"}}), **fields}, {})
+
+
+def test_an_unmodelled_state_is_refused_before_anything_runs():
+    """The whole definition is checked first: a Lambda must not run before a later state is refused."""
+    definition = machine({"t": lambda_task(Next="w"), "w": {"Type": "Wait", "Seconds": 1, "Next": "s"},
+                          "s": {"Type": "Succeed", "OutputPath": "$.Payload"}})
+    for refused in (definition, {**definition, "States": {**definition["States"], "w": {"Type": "Pass", "Next": "s"}}}):
+        backend = FakeBackend({FN1: ok({"statusCode": 200, "body": 1})})
+        with pytest.raises(asl.UnsupportedASL):
+            asl.execute(refused, b"{}", backend)
+        assert backend.calls == []
+
+
+@pytest.mark.parametrize("rule", [
+    {"Variable": "$.a", "NumericEquals": 1, "StringEquals": "1"},  # two operators
+    {"Variable": "$.a"},  # none
+    {"NumericEquals": 1},  # no Variable
+    {"And": [{"Variable": "$.a", "IsPresent": True}], "Variable": "$.a"},
+    {"And": [{"Variable": "$.a", "IsPresent": True}], "Not": {"Variable": "$.a", "IsPresent": True}},
+    {"Variable": "$.a", "IsPresent": True, "Assign": {"x": 1}},
+])
+def test_malformed_choice_rules_are_refused(rule):
+    with pytest.raises(asl.UnsupportedASL, match="choice rule"):
+        run(_choice(rule), {"a": 1})
+
+
 def test_choice_without_match_or_default_fails_like_aws():
+    """The ASL specification names this States.NoChoiceMatched; AWS fails the execution with
+    States.Runtime, "Failed to transition out of the state. ..." (what the interpreter follows)."""
     definition = machine({"c": {"Type": "Choice", "Choices": [{"Variable": "$.a", "NumericEquals": 1, "Next": "s"}]},
                           "s": {"Type": "Succeed"}})
-    try:
-        outcome, backend = run(definition, {"a": 2})
-    except asl.UnsupportedASL:
-        return
-    assert (outcome.succeeded, outcome.error) == (False, "States.NoChoiceMatched")
-    assert backend.failures and backend.failures[0][:2] == ("c", "States.NoChoiceMatched")
+    outcome, backend = run(definition, {"a": 2})
+    assert (outcome.succeeded, outcome.error) == (False, "States.Runtime")
+    assert outcome.cause == asl.NO_CHOICE_CAUSE == (
+        "Failed to transition out of the state. The state does not point to a next state.")
+    assert backend.failures == [("c", "States.Runtime", asl.NO_CHOICE_CAUSE)]
+    assert run(definition, {"a": 1})[0] == asl.ExecutionOutcome(True, b'{"a": 1}')
 
 
 # -- end to end: the ASL of real plans ---------------------------------------------------------

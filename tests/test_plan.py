@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +58,9 @@ def test_environment_and_tags(raw):
     assert env["DORC_ENV"] == "local"
     assert env["CENSUS_API_URL"] == "https://api.census.gov/data/2020/dec/pl"  # the definition's default
     assert raw.local_environment == {"CENSUS_API_URL": "{sim.census_api}/data/2020/dec/pl"}
+    fixture = raw.local_fixtures["census_api"]  # declared by pipeline-config/dorc.toml, machine-local
+    assert (Path(fixture.module).name, fixture.factory, fixture.port) == ("census_api.py", "CensusAPIServer", 4580)
+    assert "local_fixtures" not in raw.snapshot()
     assert raw.tags["team"] == "data-engineering"
     assert raw.tags["dorc:pipeline"] == "census/raw"
     assert raw.tags["dorc:env"] == "local"

@@ -292,14 +292,14 @@ def test_a_changed_secret_is_reported_as_a_change_without_its_value(v):
     assert_no_secret("\n".join(result.changes))
 
 
-@pytest.mark.xfail(strict=True, reason="_changes names added functions but not removed ones: a function "
-                                       "dropped between two promotions is never reported as removed")
 def test_a_function_removed_between_promotions_is_named_in_the_changes(v):
     backend = MemoryBackend()
     to_preprod(backend, v["added"])
     result = to_preprod(backend, v["base"])
     assert backend.deployed(v["base"].preprod).packages == {"f1": PKG["f1"], "f2": PKG["f2"]}
     assert any(c.startswith("function f3:") and "removed" in c for c in result.changes)
+    assert f"function f3: removed (was {PKG['f3'][:12]})" in result.changes
+    assert "setting functions[f3]: removed locally (still in previous preprod)" in result.changes
 
 
 # --- preprod -> prod -------------------------------------------------------------------------
@@ -370,9 +370,6 @@ def test_prod_refused_when_the_local_build_drifts_from_preprod(v, preprod_ran, c
     assert preprod_ran.deploy_calls == [] and preprod_ran.deployed(v[name].prod) is None
 
 
-@pytest.mark.xfail(strict=True, reason="_settings_diff truncates both sides to their first 80 characters: "
-                                       "when a function is added or removed, the 'setting functions' and "
-                                       "'asl...Choices' lines print the same text for local and preprod")
 @pytest.mark.parametrize("name", ["added", "removed"])
 def test_a_drifted_setting_shows_two_different_values(v, preprod_ran, name):
     with pytest.raises(PromotionRefused) as exc:
@@ -381,6 +378,21 @@ def test_a_drifted_setting_shows_two_different_values(v, preprod_ran, name):
                 if line.startswith("  - setting ") and ": local " in line]
     assert compared  # e.g. "setting functions: local [...], preprod [...]"
     assert all(mine != theirs for mine, theirs in compared)
+
+
+@pytest.mark.parametrize("name, function_line, setting_line", [
+    ("added", "function f3: not deployed in preprod (new locally)",
+     "setting functions[f3]: added locally (not in preprod)"),
+    ("removed", "function f2: deployed in preprod but no longer defined locally",
+     "setting functions[f2]: removed locally (still in preprod)"),
+])
+def test_a_function_added_or_removed_is_named_in_the_settings_drift(v, preprod_ran, name, function_line, setting_line):
+    with pytest.raises(PromotionRefused) as exc:
+        to_prod(preprod_ran, v[name])
+    lines = exc.value.message.splitlines()[1:]
+    assert f"  - {function_line}" in lines and f"  - {setting_line}" in lines
+    assert not any(line.startswith("  - setting functions:") for line in lines)  # never the whole list
+    assert_no_secret(exc.value.message)
 
 
 def test_an_environment_value_is_never_printed_not_even_hashed(v, preprod_ran):
@@ -397,7 +409,19 @@ def test_an_environment_value_is_never_printed_not_even_hashed(v, preprod_ran):
 def test_force_promotes_preprods_packages_despite_drift(v, preprod_ran, case):
     name, packages, expected = DRIFT[case]
     preprod = preprod_ran.deployed(v["base"].preprod)
-    result = to_prod(preprod_ran, v[name], packages=packages, force=True)
+    messages: list[str] = []
+    result = to_prod(preprod_ran, v[name], packages=packages, force=True, progress=messages.append)
+    # the settings are the local definition's: a drifted one is said to be, never silently promoted
+    settings = [d.removeprefix("setting ") for d in result.drift if d.startswith("setting ")]
+    warnings = [m for m in messages if m.startswith("--force:")]
+    if settings:
+        (warning,) = warnings
+        assert warning.startswith(f"--force: prod gets preprod's packages but the local definition's settings, "
+                                  f"{len(settings)} of which preprod does not run: ")
+        assert all(s in warning for s in settings)
+        assert_no_secret(warning)
+    else:
+        assert warnings == []
     assert result.forced is True
     assert set(expected) <= set(result.drift)
     wanted = {f.key: preprod.packages[f.key] for f in v[name].prod.functions}
@@ -514,6 +538,68 @@ def test_diff_lists_each_difference_on_its_own_line():
         "setting timeout: local 60, preprod 30",
     ]
     assert not any("h-mine" in line or "h-theirs" in line for line in out)
+
+
+def _setting_lines(mine, theirs) -> list[str]:
+    return diff("preprod", {}, mine, _deployed({}, theirs))
+
+
+F1 = {"key": "f1", "memory": 512, "environment": {"TOKEN": "h-f1"}}
+F2 = {"key": "f2", "memory": 512, "environment": {"TOKEN": "h-f2"}}
+F3 = {"key": "f3", "memory": 128, "environment": {"TOKEN": "h-f3"}}
+
+
+@pytest.mark.parametrize("mine, theirs, expected", [
+    pytest.param([F1, F2, F3], [F1, F2], ["setting functions[f3]: added locally (not in preprod)"], id="added"),
+    pytest.param([F1], [F1, F2], ["setting functions[f2]: removed locally (still in preprod)"], id="removed"),
+    pytest.param([F1, {**F2, "memory": 1024}], [F1, F2], ["setting functions[f2].memory: local 1024, preprod 512"],
+                 id="changed"),
+    pytest.param([F2, F1], [F1, F2], ["setting functions: order changed (local f2, f1; preprod f1, f2)"],
+                 id="reordered"),
+    pytest.param([F3, F1], [F1, F2], [
+        "setting functions[f3]: added locally (not in preprod)",
+        "setting functions[f2]: removed locally (still in preprod)",
+    ], id="replaced-at-the-front"),
+    pytest.param([F1, {**F2, "environment": {"TOKEN": "h-new"}}], [F1, F2],
+                 ["setting functions[f2].environment.TOKEN: value changed"], id="environment"),
+])
+def test_lists_of_keyed_items_are_compared_key_by_key(mine, theirs, expected):
+    out = _setting_lines({"functions": mine}, {"functions": theirs})
+    assert out == expected
+    assert not any("h-f" in line or "h-new" in line for line in out)
+
+
+@pytest.mark.parametrize("mine, theirs, expected", [
+    pytest.param([1, 2, 3], [1, 2], ["setting xs: 3 item(s) locally, 2 in preprod; local also has [2] 3"],
+                 id="longer-locally"),
+    pytest.param([1], [1, {"a": "b"}], ['setting xs: 1 item(s) locally, 2 in preprod; preprod also has [1] {"a": "b"}'],
+                 id="longer-in-the-source"),
+    pytest.param([1, 5, 3], [1, 2, 3], ["setting xs[1]: local 5, preprod 2"], id="first-difference"),
+    pytest.param([0, 5, 6], [1, 2, 3], ["setting xs[0]: local 0, preprod 1"], id="only-the-first"),
+    pytest.param([{"Next": "f3"}], [{"Next": "ok"}], ['setting xs[0].Next: local "f3", preprod "ok"'],
+                 id="into-an-object"),
+    pytest.param([9, 2], [1, 2, 3], ["setting xs[0]: local 9, preprod 1",
+                                     "setting xs: 2 item(s) locally, 3 in preprod; preprod also has [2] 3"],
+                 id="both"),
+    pytest.param([[1, 2]], [[1]], ["setting xs[0]: 2 item(s) locally, 1 in preprod; local also has [1] 2"],
+                 id="nested"),
+    pytest.param([{"environment": {"K": "h-secret"}}], [], [
+        "setting xs: 1 item(s) locally, 0 in preprod; local also has [0] {…}"], id="environment-never-shown"),
+])
+def test_other_lists_show_the_first_differing_index_and_the_length(mine, theirs, expected):
+    assert _setting_lines({"xs": mine}, {"xs": theirs}) == expected
+
+
+def test_long_values_are_shown_where_they_differ():
+    common = "x" * 200
+    (line,) = _setting_lines({"comment": common + "-local-end"}, {"comment": common + "-preprod-end"})
+    mine, theirs = line.removeprefix("setting comment: local ").split(", preprod ")
+    assert mine != theirs
+    assert mine.startswith("…") and "-local-end" in mine and "-preprod-end" in theirs
+    assert theirs.endswith(" (first difference at character 202)")
+    assert len(mine) < 100
+    short = _setting_lines({"n": "a" * 10}, {"n": "b" * 10})
+    assert short == [f'setting n: local "{"a" * 10}", preprod "{"b" * 10}"']
 
 
 # --- last_execution_since and deployment_stamp ------------------------------------------------

@@ -28,6 +28,7 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No handler logs, only the summary."),
     no_deploy: bool = typer.Option(False, "--no-deploy", help="With --localstack: run what is deployed, do not deploy first."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="With --localstack: stop waiting (and stop the execution) after this many seconds (default: the functions' timeouts + 60 s)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="With --localstack: list the API calls deploying the layers would make, make none, and run nothing."),
     config_repo: Optional[str] = ConfigRepo,
 ):
     """Run a pipeline: each function's return value is the next one's event, contracts checked on every hop."""
@@ -37,6 +38,9 @@ def run(
     with _errors_as_json(as_json):
         if local and localstack:
             raise DorcError("choose one of --local and --localstack")
+        if dry_run and as_json:
+            raise DorcError("--dry-run lists the planned calls as text; it has no --json form",
+                            hint="drop --json")
         target = "localstack" if localstack else "local"
         project = find_project(config_repo)
         event_json = api.parse_event(event)
@@ -44,7 +48,10 @@ def run(
         observer = TerminalObserver(out, show_logs=not quiet)
         with _stdout_fd_to_stderr(as_json):
             result = api.run_pipeline(instance, layer, target=target, event=event_json, env=env, project=project,
-                                      observer=observer, endpoint=endpoint, deploy=not no_deploy, timeout=timeout)
+                                      observer=observer, endpoint=endpoint, deploy=not no_deploy, timeout=timeout,
+                                      dry_run=dry_run)
+    if result is None:  # --dry-run: the calls were listed, nothing ran
+        raise typer.Exit(0)
     if as_json:
         sys.stdout.write(result.to_json(logs=False) + "\n")
     else:
@@ -160,14 +167,10 @@ def runs(
     from rich import box
     from rich.table import Table
 
-    from ..records import read_records
+    from .. import api
     from ..render import console
 
-    project = find_project(config_repo)
-    if instance is not None and instance not in project.instances():
-        raise DorcError(f"no pipeline instance {instance!r}",
-                        hint="instances: " + (", ".join(project.instances()) or "none") + " (see dorc list)")
-    records = read_records(project.state_dir, pipeline=instance, layer=layer)[-limit:][::-1]
+    records = api.run_records(instance, layer, limit=limit, config_repo=config_repo)
     out = console()
     if not records:
         which = f" of {instance}{'/' + layer if layer else ''}" if instance else ""

@@ -19,13 +19,11 @@ def store_ls(config_repo: Optional[str] = ConfigRepo):
     """What the local holding store holds (bucket, key, size)."""
     from rich.markup import escape
 
-    from dorc_sim.aws import list_store
-
+    from .. import api
     from ..render import console
 
-    project = find_project(config_repo)
     out = console()
-    items = list_store(project.state_dir / "local-aws")
+    items = api.store_objects(config_repo=config_repo)
     for bucket, key, size in items:
         out.print(f"{escape(f's3://{bucket}/{key}')}  [dim]{size:,} bytes[/]")
     if not items:
@@ -38,16 +36,14 @@ def store_clear(
     config_repo: Optional[str] = ConfigRepo,
 ):
     """Delete everything local runs stored (the next processed run will need a raw run first)."""
-    from dorc_sim.aws import clear_store, list_store
-
+    from .. import api
     from ..render import console
 
     project = find_project(config_repo)
-    store = project.state_dir / "local-aws"
-    n = len(list_store(store))
+    n = len(api.store_objects(project=project))
     if n and not yes:
         if not sys.stdin.isatty():
             raise DorcError(f"the local store holds {n} object(s); refusing to delete them without --yes")
-        typer.confirm(f"Delete {n} object(s) from the local store {store}?", abort=True)
-    clear_store(store)
+        typer.confirm(f"Delete {n} object(s) from the local store {project.local_aws_dir}?", abort=True)
+    api.clear_store(project=project)
     console().print(f"cleared the local store ({n} object(s) deleted)")

@@ -48,6 +48,7 @@ class ExecutionOutcome:
 
 
 def execute(asl: dict[str, Any], input_json: bytes, backend: Backend) -> ExecutionOutcome:
+    _check_fields(asl)
     states = asl["States"]
     name = asl["StartAt"]
     data_json = input_json
@@ -58,8 +59,7 @@ def execute(asl: dict[str, Any], input_json: bytes, backend: Backend) -> Executi
         if kind == "Task":
             outcome = _task(state, name, data_json, backend, data)
             if outcome.error is not None:
-                backend.fail(name, outcome.error, outcome.cause or "")
-                return ExecutionOutcome(False, None, outcome.error, outcome.cause)
+                return _failed(backend, name, outcome.error, outcome.cause)
             data_json, data = outcome.output_json or b"null", _UNPARSED
             name = _next(state, name)
             if name is None:
@@ -67,21 +67,79 @@ def execute(asl: dict[str, Any], input_json: bytes, backend: Backend) -> Executi
         elif kind == "Choice":
             if data is _UNPARSED:
                 data = json.loads(data_json)
-            name = _choose(state, data)
+            try:
+                name = _choose(state, data)
+            except _StatesRuntime as e:
+                return _failed(backend, name, ERROR_RUNTIME, e.cause)
         elif kind == "Fail":
             if data is _UNPARSED:
                 data = json.loads(data_json)
-            cause = _fail_cause(state, name, data)
+            try:
+                cause = _fail_cause(state, name, data)
+            except _StatesRuntime as e:
+                return _failed(backend, name, ERROR_RUNTIME, e.cause)
             backend.fail(name, state.get("Error", "States.Failed"), cause)
             return ExecutionOutcome(False, None, state.get("Error"), cause)
         elif kind == "Succeed":
             return ExecutionOutcome(True, data_json)
-        elif kind == "Pass" and set(state) <= {"Type", "Next", "End", "Comment"}:
+        elif kind == "Pass":
             name = _next(state, name)
             if name is None:
                 return ExecutionOutcome(True, data_json)
-        else:
+        else:  # _check_fields refused it already
             raise UnsupportedASL(f"state {name!r} of type {kind!r}")
+
+
+def _failed(backend: Backend, state: str, error: str, cause: str | None) -> ExecutionOutcome:
+    backend.fail(state, error, cause or "")
+    return ExecutionOutcome(False, None, error, cause)
+
+
+# Errors the execution itself raises, in AWS's words (the cause AWS writes after its prefix
+# "An error occurred while executing the state '<name>' (entered at the event id #<n>). ").
+ERROR_RUNTIME = "States.Runtime"
+# A Choice without a matching rule or a Default: the ASL specification names the error
+# States.NoChoiceMatched, but AWS fails the execution with States.Runtime and these words.
+NO_CHOICE_CAUSE = "Failed to transition out of the state. The state does not point to a next state."
+
+
+class _StatesRuntime(Exception):
+    """A ``States.Runtime`` failure of the execution (not of a Task), with its cause."""
+
+    def __init__(self, cause: str):
+        super().__init__(cause)
+        self.cause = cause
+
+
+# The fields the interpreter models, per state type: exactly what ``dorc.plan`` emits (and a
+# Comment, which changes nothing). Any other field (InputPath, ResultPath, ResultSelector,
+# OutputPath where it is not modelled, ErrorPath, TimeoutSeconds, Assign, ...) would change
+# what runs, so the whole definition is refused before anything runs.
+_TOP_LEVEL_FIELDS = {"Comment", "StartAt", "States"}
+_STATE_FIELDS: dict[str, set[str]] = {
+    # Retry and Catch are checked further in _task; Parameters/OutputPath values there too
+    "Task": {"Type", "Comment", "Resource", "Parameters", "OutputPath", "Retry", "Catch", "Next", "End"},
+    "Choice": {"Type", "Comment", "Choices", "Default"},
+    "Fail": {"Type", "Comment", "Error", "Cause", "CausePath"},
+    "Succeed": {"Type", "Comment"},
+    "Pass": {"Type", "Comment", "Next", "End"},
+}
+
+
+def _check_fields(asl: dict[str, Any]) -> None:
+    extra = set(asl) - _TOP_LEVEL_FIELDS
+    if extra:
+        raise UnsupportedASL(f"state machine fields {sorted(extra)}")
+    for name, state in asl["States"].items():
+        kind = state.get("Type")
+        allowed = _STATE_FIELDS.get(kind)
+        if allowed is None:
+            raise UnsupportedASL(f"state {name!r} of type {kind!r}")
+        extra = set(state) - allowed
+        if extra:
+            raise UnsupportedASL(f"state {name!r} of type {kind!r}: fields {sorted(extra)} are not modelled")
+        if kind == "Fail" and "Cause" in state and "CausePath" in state:
+            raise UnsupportedASL(f"state {name!r}: both Cause and CausePath")
 
 
 _UNPARSED = object()
@@ -135,25 +193,34 @@ def _fail_cause(state: dict[str, Any], name: str, data: Any) -> str:
     if m is None:
         raise UnsupportedASL(f"state {name!r}: CausePath {expr!r}")
     template = m.group(1)
-    args = [_path(data, a.strip()) for a in m.group(2).split(",")[1:]]
-    out, i = [], 0
+    paths = [a.strip() for a in m.group(2).split(",")[1:]]
+    pieces: list[str | None] = []  # the template's text, None for each placeholder
+    i = 0
     while i < len(template):
         ch = template[i]
         if ch == "\\" and i + 1 < len(template):  # \' \{ \} \\ stand for themselves
-            out.append(template[i + 1])
+            pieces.append(template[i + 1])
             i += 2
         elif template.startswith("{}", i):
-            if not args:
-                raise UnsupportedASL(f"state {name!r}: CausePath {expr!r} has more placeholders than arguments")
-            arg = args.pop(0)
-            out.append(arg if isinstance(arg, str) else "null" if arg is _MISSING else json.dumps(arg))
+            pieces.append(None)
             i += 2
         else:
-            out.append(ch)
+            pieces.append(ch)
             i += 1
-    if args:
-        raise UnsupportedASL(f"state {name!r}: CausePath {expr!r} has more arguments than placeholders")
-    return "".join(out)
+    placeholders = pieces.count(None)
+    if placeholders != len(paths):
+        more = "placeholders than arguments" if placeholders > len(paths) else "arguments than placeholders"
+        raise UnsupportedASL(f"state {name!r}: CausePath {expr!r} has more {more}")
+    args = []
+    for path in paths:
+        value = _path(data, path)
+        if value is _MISSING:  # AWS fails the execution (the plan's Fail states read only checked fields)
+            shown = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+            raise _StatesRuntime(f"The function '{expr}' had the following error: The JsonPath argument "
+                                 f"for the field '{path}' could not be found in the input '{shown}'")
+        args.append(value if isinstance(value, str) else json.dumps(value))
+    values = iter(args)
+    return "".join(next(values) if p is None else p for p in pieces)
 
 
 def _limit_cause(state: str, what: str, size: int) -> str:
@@ -173,12 +240,8 @@ def _choose(state: dict[str, Any], data: Any) -> str:
         if _rule(rule, data):
             return rule["Next"]
     if "Default" not in state:
-        raise _NoChoice()
+        raise _StatesRuntime(NO_CHOICE_CAUSE)
     return state["Default"]
-
-
-class _NoChoice(Exception):
-    pass
 
 
 def _is_number(v: Any) -> bool:
@@ -219,16 +282,21 @@ _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def _rule(rule: dict[str, Any], data: Any) -> bool:
-    if "And" in rule:
-        return all(_rule(r, data) for r in rule["And"])
-    if "Or" in rule:
-        return any(_rule(r, data) for r in rule["Or"])
-    if "Not" in rule:
-        return not _rule(rule["Not"], data)
-    value = _path(data, rule["Variable"])
-    for op, fn in _COMPARISONS.items():
-        if op in rule:
-            if value is _MISSING and op != "IsPresent":
-                return False  # AWS: a comparison on a missing field is false (IsPresent guards it)
-            return fn(value, rule[op])
+    ops = [k for k in rule if k not in ("Variable", "Next", "Comment")]
+    if len(ops) == 1 and "Variable" not in rule:
+        if ops[0] == "And":
+            return all(_rule(r, data) for r in rule["And"])
+        if ops[0] == "Or":
+            return any(_rule(r, data) for r in rule["Or"])
+        if ops[0] == "Not":
+            return not _rule(rule["Not"], data)
+    elif len(ops) == 1 and ops[0] in _COMPARISONS and "Variable" in rule:
+        op, variable = ops[0], rule["Variable"]
+        value = _path(data, variable)
+        if value is _MISSING and op != "IsPresent":
+            # AWS fails the execution: only IsPresent may look at a field that is not there
+            # (the plan's guard asks IsPresent before it compares)
+            raise _StatesRuntime(
+                f"Invalid path '{variable}': The choice state's condition path references an invalid value.")
+        return _COMPARISONS[op](value, rule[op])
     raise UnsupportedASL(f"choice rule {sorted(rule)}")

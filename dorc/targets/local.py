@@ -8,24 +8,31 @@ import json
 import time
 from pathlib import Path
 from dorc_sim.aws import FAKE_CREDENTIALS, LocalAWS
-from dorc_sim.fixtures import Fixtures
+from dorc_sim.fixtures import FixtureError, Fixtures
 from dorc_sim.runtime import FunctionRuntime, FunctionSpec
 
+from ..errors import ProjectError
 from ..observer import NullObserver, Observer
 from ..plan import FunctionPlan, LayerPlan
 from ..result import RunResult, StepError, StepResult
 from . import asl
 
 TARGET = "local"
+DEFAULT_ENV = "local"  # the environment whose names a run uses unless --env says otherwise
 OPTIONS: tuple[str, ...] = ()  # run options this target takes (see dorc.api.run_pipeline)
 
 
 def local_environment(plan: LayerPlan, fn: FunctionPlan, fixtures: Fixtures) -> dict[str, str]:
-    """The deployed variables, with ``[local.environment]`` overrides applied (fixture URLs)."""
+    """The deployed variables, with ``[local.environment]`` overrides applied (fixture URLs).
+    A fixture that cannot start is the project's mistake (``[fixtures.<name>]`` in dorc.toml)."""
     env = dict(fn.environment)
     for key, value in plan.local_environment.items():
         if key in env:  # only what the function declares: the others never start a fixture
-            env[key] = fixtures.render(value)
+            try:
+                env[key] = fixtures.render(value)
+            except FixtureError as exc:
+                raise ProjectError(f"{exc.message} (for [local.environment] {key} of {plan.key}/{fn.key})",
+                                   hint=exc.hint) from None
     return env
 
 
@@ -109,7 +116,7 @@ def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project,
     first = plans[start]
     result = RunResult(pipeline=first.instance, layer=first.layer, target=TARGET, env=first.env)
     buckets = sorted({p.holding_bucket for p in plans.values()})
-    with Fixtures() as fixtures, LocalAWS(state_dir / "local-aws", first.region, buckets):
+    with Fixtures.for_plans(plans) as fixtures, LocalAWS(state_dir / "local-aws", first.region, buckets):
         backend = _Backend(plans, fixtures, observer, result)
         t0 = time.perf_counter()  # the execution, as in AWS: not moto's start-up
         outcome = backend.run_machine(first, event_json)
@@ -132,6 +139,7 @@ def invoke_function(plan: LayerPlan, function: str, event_json: bytes, *, state_
     observer = observer or NullObserver()
     fn = plan.function(function)
     result = RunResult(pipeline=plan.instance, layer=plan.layer, target=TARGET, env=plan.env)
-    with Fixtures() as fixtures, LocalAWS(state_dir / "local-aws", plan.region, [plan.holding_bucket]):
+    with (Fixtures.for_plans([plan]) as fixtures,
+          LocalAWS(state_dir / "local-aws", plan.region, [plan.holding_bucket])):
         _Backend({plan.key: plan}, fixtures, observer, result).invoke_lambda(fn.arn, fn.key, event_json)
     return result.steps[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from datetime import datetime, timezone
@@ -214,3 +215,55 @@ def test_an_s3_trigger_starts_the_pipeline_when_an_object_lands(dorc_localstack,
     out = sfn.describe_execution(executionArn=runs[0]["executionArn"])
     assert out["status"] == "SUCCEEDED"
     assert json.loads(out["output"])["body"]["key"] == "incoming/2020.json"
+
+
+def test_dry_run_lists_the_calls_and_changes_nothing(cli, dorc_localstack, tmp_path):
+    """Plan then execute: a dry run reads LocalStack and plans against it, and makes no call that
+    changes it: nothing before a deployment, nothing after one, one code update after an edit."""
+    root = make_project(tmp_path, {"dry/main": {"main": chain_main("a", "b"),
+                                                "functions": {"a": OK_HANDLER, "b": OK_HANDLER}}}, name="dry")
+    (root / "src/dry/main/Pulumi.preprod.yaml").write_text("config:\n  aws:region: eu-west-2\n")
+    args = ["--env", "preprod", "--target", "localstack", "--endpoint", dorc_localstack.endpoint, "--config-repo", root]
+    lam = dorc_localstack.client("lambda", region_name="eu-west-2")
+    names = ["dry-main-a-preprod", "dry-main-b-preprod"]
+
+    def planned(r) -> list[str]:
+        """The listed calls: progress lines such as ``  · lambda.CreateFunction <name> (...)``."""
+        assert r.exit_code == 0, r.output
+        return [m.group(1) for m in re.finditer(r"^\s*· ([a-z0-9]+\.[A-Z][A-Za-z]+ .*)$", r.output, re.M)]
+
+    # before any deployment: every create is listed, and none is made
+    r = cli("deploy", "dry", "main", *args, "--dry-run")
+    calls = planned(r)
+    assert "lambda.CreateFunction dry-main-a-preprod" in "\n".join(calls), r.output
+    assert f"{len(calls)} call(s); nothing was changed" in r.output
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_function(FunctionName=names[0])
+    assert not (root / ".dorc/deployments/localstack/dry-main-preprod.json").exists()
+
+    r = cli("deploy", "dry", "main", *args)
+    assert r.exit_code == 0, r.output
+    r = cli("deploy", "dry", "main", *args, "--dry-run")
+    assert planned(r) == [] and "0 call(s); nothing was changed" in r.output, r.output
+
+    before = {n: lam.get_function(FunctionName=n)["Configuration"]["CodeSha256"] for n in names}
+    record = (root / ".dorc/deployments/localstack/dry-main-preprod.json").read_text()
+    (root / "src/dry/main/src/a/lambda.py").write_text(OK_HANDLER + "\n# edited\n")
+    r = cli("deploy", "dry", "main", *args, "--dry-run")
+    calls = planned(r)
+    lambda_calls = [c for c in calls if c.startswith("lambda.")]
+    assert len(lambda_calls) == 1 and lambda_calls[0].startswith("lambda.UpdateFunctionCode dry-main-a-preprod "), calls
+    assert [c.split(" ")[0] for c in calls] == ["s3.PutObject", "lambda.UpdateFunctionCode"], calls
+    assert "2 call(s); nothing was changed" in r.output
+    # the run command plans the same, runs nothing and records no run
+    r = cli("run", "dry", "main", "--localstack", "--dry-run", "--env", "preprod",
+            "--endpoint", dorc_localstack.endpoint, "--config-repo", root)
+    assert planned(r) == calls and "▶" not in r.output, r.output
+    assert not (root / ".dorc/runs").exists() or not list((root / ".dorc/runs").iterdir())
+    # nothing changed: the same code runs, no package was uploaded, the record is the same
+    assert {n: lam.get_function(FunctionName=n)["Configuration"]["CodeSha256"] for n in names} == before
+    new_key = calls[0].split(" ")[1].removeprefix("s3://").split("/", 1)[1]
+    s3 = dorc_localstack.client("s3", region_name="eu-west-2")
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.head_object(Bucket="dry-artifacts", Key=new_key)
+    assert (root / ".dorc/deployments/localstack/dry-main-preprod.json").read_text() == record

@@ -1,6 +1,7 @@
-"""The LocalStack target: the plan deployed (``deploy``), executed, and read back from the
-execution history (``history``) into the same ``RunResult`` as a local run. ``backend`` is the
-promotion backend for environments deployed to LocalStack."""
+"""The LocalStack target: the plan deployed (``deploy``: read what the endpoint holds, plan
+the calls, make them), executed, and read back from the execution history (``history``) into
+the same ``RunResult`` as a local run. ``dry_run`` shows the deployment's calls and makes none.
+``backend`` is the promotion backend for environments deployed to LocalStack."""
 
 from __future__ import annotations
 
@@ -10,18 +11,13 @@ from ...observer import NullObserver, Progress
 from ...plan import LayerPlan
 from ...result import RunResult
 from .clients import Clients, error_code
-from .deploy import deploy, deployment_file, read_deployment, stack_name
+from .deploy import deploy, deployment_file, function_environments, read_deployment, stack_name
+from .dryrun import dry_run  # noqa: F401  (``dorc run --localstack --dry-run``)
 from .history import execute
 
 TARGET = "localstack"
+DEFAULT_ENV = "localstack"  # the environment whose names a run uses unless --env says otherwise
 OPTIONS = ("endpoint", "deploy_first", "timeout")  # run options this target takes
-
-
-def function_environments(plans: dict[str, LayerPlan], fixtures) -> dict[str, dict[str, dict[str, str]]]:
-    """Each function's variables as LocalStack gets them: ``[local.environment]`` applied."""
-    from ..local import local_environment
-
-    return {key: {fn.key: local_environment(p, fn, fixtures) for fn in p.functions} for key, p in plans.items()}
 
 
 def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project, observer=None,
@@ -35,7 +31,7 @@ def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project, 
     ep = require_ready(endpoint)
     if timeout is None:
         timeout = sum(fn.timeout for p in plans.values() for fn in p.functions) + 60.0
-    with Fixtures(stable_ports=True) as fixtures:
+    with Fixtures.for_plans(plans, stable_ports=True) as fixtures:
         envs = function_environments(plans, fixtures)
         try:
             if deploy_first:

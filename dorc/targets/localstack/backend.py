@@ -10,6 +10,7 @@ from ...plan import LayerPlan
 from ..deployments import Deployed, LastRun, last_execution_since
 from .clients import Clients
 from .deploy import deploy, read_deployment, stack_name
+from .dryrun import dry_run  # noqa: F401  (``dorc deploy --dry-run``: ``dorc.delivery`` calls it here)
 
 
 class LocalStackBackend:
@@ -48,7 +49,7 @@ class LocalStackBackend:
 
         from . import function_environments
 
-        with Fixtures(stable_ports=True) as fixtures:
+        with Fixtures.for_plans([plan], stable_ports=True) as fixtures:
             envs = function_environments({plan.key: plan}, fixtures)
             deploy({plan.key: plan}, project=self.project, endpoint=self.endpoint, environments=envs,
                    progress=self.progress, promoted={plan.key: packages} if packages else None)
