@@ -19,11 +19,6 @@ from typing import Any
 
 from .delivery import deploy, destroy, plan_stacks, promote  # noqa: F401  (the API)
 from .errors import DorcError
-from .localstack.install import install as localstack_install  # noqa: F401  (the API)
-from .localstack.service import logs as localstack_logs  # noqa: F401  (the API)
-from .localstack.service import start as localstack_start  # noqa: F401  (the API)
-from .localstack.service import status as localstack_status  # noqa: F401  (the API)
-from .localstack.service import stop as localstack_stop  # noqa: F401  (the API)
 from .plan import LayerPlan
 from .planning import environments, load_layer, plan_layer, reachable_plans, start_layers, validate  # noqa: F401
 from .project import Project, find_project
@@ -132,6 +127,43 @@ def invoke_function(instance: str, layer: str, function: str, *, event: Any = No
         names = ", ".join(f.key for f in plan.functions)
         raise DorcError(f"{instance}/{layer} has no function {function!r} (functions: {names})") from None
     return local.invoke_function(plan, function, _event_json(event), state_dir=project.state_dir, observer=observer)
+
+
+# -- LocalStack's install and life cycle: ``dorc.localstack``, imported only when used ----------
+
+def localstack_install(python: str | None = None, **kwargs):
+    """Install the pinned LocalStack and dorc's executor into a venv of their own (host mode)."""
+    from .localstack.install import install
+
+    return install(python, **kwargs)
+
+
+def localstack_start(**kwargs):
+    """Start LocalStack in the background (host or Docker) and wait until it answers."""
+    from .localstack.service import start
+
+    return start(**kwargs)
+
+
+def localstack_stop(**kwargs):
+    """Stop the LocalStack that ``localstack_start`` started (by its recorded PID or container)."""
+    from .localstack.service import stop
+
+    return stop(**kwargs)
+
+
+def localstack_status(**kwargs):
+    """Whether it runs and answers, and which services are up."""
+    from .localstack.service import status
+
+    return status(**kwargs)
+
+
+def localstack_logs(**kwargs):
+    """LocalStack's log lines (``follow=True`` keeps reading)."""
+    from .localstack.service import logs
+
+    return logs(**kwargs)
 
 
 def run_records(instance: str | None = None, layer: str | None = None, *, limit: int | None = None,

@@ -78,16 +78,8 @@ def _settings_diff(mine: Any, theirs: Any, path: str, source: str) -> list[tuple
     if mine == theirs:
         return []
     if isinstance(mine, dict) and isinstance(theirs, dict):
-        out = []
-        for k in sorted(set(mine) | set(theirs)):
-            sub = f"{path}.{k}" if path else str(k)
-            if k not in theirs:
-                out.append((sub, f"added locally (not in {source})"))
-            elif k not in mine:
-                out.append((sub, f"removed locally (still in {source})"))
-            else:
-                out += _settings_diff(mine[k], theirs[k], sub, source)
-        return out
+        return _members_diff(mine, theirs, sorted(set(mine) | set(theirs)),
+                             lambda k: f"{path}.{k}" if path else str(k), source)
     if _is_secret(path):
         return [(path, "value changed")]
     if isinstance(mine, list) and isinstance(theirs, list):
@@ -96,6 +88,19 @@ def _settings_diff(mine: Any, theirs: Any, path: str, source: str) -> list[tuple
             return _keyed_diff(keyed_mine, keyed_theirs, path, source)
         return _list_diff(mine, theirs, path, source)
     return [(path, _contrast(mine, theirs, source))]
+
+
+def _members_diff(mine: dict[Any, Any], theirs: dict[Any, Any], keys: list[Any], name, source: str) -> list[tuple[str, str]]:
+    """Member by member (``name(key)`` is the setting's path): added, removed, or changed inside."""
+    out = []
+    for k in keys:
+        if k not in theirs:
+            out.append((name(k), f"added locally (not in {source})"))
+        elif k not in mine:
+            out.append((name(k), f"removed locally (still in {source})"))
+        else:
+            out += _settings_diff(mine[k], theirs[k], name(k), source)
+    return out
 
 
 def _is_secret(path: str) -> bool:
@@ -111,15 +116,8 @@ def _keyed(items: list[Any]) -> dict[Any, dict[str, Any]] | None:
 
 
 def _keyed_diff(mine: dict[Any, Any], theirs: dict[Any, Any], path: str, source: str) -> list[tuple[str, str]]:
-    out = []
-    for k in list(mine) + [k for k in theirs if k not in mine]:
-        sub = f"{path}[{k}]"
-        if k not in theirs:
-            out.append((sub, f"added locally (not in {source})"))
-        elif k not in mine:
-            out.append((sub, f"removed locally (still in {source})"))
-        else:
-            out += _settings_diff(mine[k], theirs[k], sub, source)
+    out = _members_diff(mine, theirs, list(mine) + [k for k in theirs if k not in mine], lambda k: f"{path}[{k}]",
+                        source)
     order_mine, order_theirs = [k for k in mine if k in theirs], [k for k in theirs if k in mine]
     if order_mine != order_theirs:
         local, there = ", ".join(map(str, order_mine)), ", ".join(map(str, order_theirs))
