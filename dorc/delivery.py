@@ -8,6 +8,7 @@ Targets are found in ``dorc.registry`` and reached only through the ``Backend`` 
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -122,14 +123,37 @@ def promote(instance: str, layer: str, *, to: str, target: str = DEFAULT_DEPLOY_
     target_plan = built if to == source_env else plan_layer(project, instance, layer, to)
     backend = deploy_target(target).backend(project, endpoint=endpoint, observer=observer)
     sources = {fn.key: source_digest(Path(fn.source_dir)) for fn in source_plan.functions}
+
+    @functools.cache
+    def plan_digest(env: str, packaged: bool) -> str | None:
+        """This definition's digest in a run record's environment (settings, and the local build)."""
+        try:
+            plan = plan_layer(project, instance, layer, env)
+        except DorcError:
+            return None
+        return (plan.with_packages(local_packages) if packaged else plan).digest()
+
     result = promote_with(
         instance=instance, layer=layer, to=to, source_plan=built, target_plan=target_plan,
         local_packages=local_packages, backend=backend,
-        local_last_run=lambda: local_last_run(project.state_dir, f"{instance}/{layer}", sources),
-        force=force, skip_checks=skip_checks, progress=observer.progress,
+        local_last_run=lambda: local_last_run(project.state_dir, f"{instance}/{layer}", sources,
+                                              packages=local_packages, plan_digest=plan_digest),
+        force=force, skip_checks=skip_checks, handover_chain=handover_chain(project, target_plan),
+        progress=observer.progress,
     )
     result.target_name = target
     return result
+
+
+def handover_chain(project: Project, plan: LayerPlan) -> list[LayerPlan]:
+    """The plans (in ``plan``'s environment) of the layers ``plan`` hands over to, in order."""
+    chain: list[LayerPlan] = []
+    while plan.handover is not None and len(chain) < 100:
+        plan = plan_layer(project, plan.handover.instance, plan.handover.layer, plan.env)
+        if any(p.key == plan.key for p in chain):
+            break
+        chain.append(plan)
+    return chain
 
 
 def plan_stacks(instance: str, layer: str | None = None, *, env: str | None = None, account_id: str | None = None,

@@ -68,3 +68,27 @@ class LocalStackRunError(LocalStackError):
     """Something was attempted against LocalStack (a deployment, a run) and did not work."""
 
     exit_code = 1
+
+
+class FileSystemError(DorcError):
+    """The machine refused a file operation (read-only folder, permissions, full disk): said with
+    the file and the fix instead of a traceback. ``exit_code`` 1 once a run had started."""
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, *, doing: str = "", ran: bool = False) -> "FileSystemError":
+        import errno
+        import os
+
+        name = os.fsencode(exc.filename).decode("utf-8", "backslashreplace") if exc.filename else ""
+        folder = os.path.dirname(name) or name or "the folder"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint = f"free disk space on the drive that holds {folder}, then run again"
+        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            hint = (f"make {folder} writable (e.g. `chmod -R u+w {folder}`); dorc keeps its state (run records, "
+                    "the local store, builds) in .dorc/ beside dorc.toml")
+        else:
+            hint = f"check {name or 'the file'} and its folder"
+        what = f"{doing}: " if doing else ""
+        err = cls(f"{what}{exc.strerror or exc}" + (f": {name}" if name else ""), hint=hint)
+        err.exit_code = 1 if ran else 2
+        return err

@@ -52,11 +52,14 @@ def function_import_problems(project: Project, function: str, folder: Path, runt
     standard library's, the function's own or the Lambda runtime's (the installed distributions
     are only read for the others)."""
     rel = project.display_path
-    from .package import source_files
+    from .package import PackageError, source_files
 
-    files = source_files(folder)  # what the package holds: the same files, the same exclusions
+    try:
+        files = source_files(folder)  # what the package holds: the same files, the same exclusions
+        declared = _declared(folder)
+    except PackageError as exc:  # a link or a refused requirements option: no package could be built
+        return [Problem(rel(folder), exc.message, function)]
     local = {arc.split("/", 1)[0].split(".", 1)[0] for arc, _ in files}
-    declared = _declared(folder)
     provided: set[str] | None = None  # read lazily: it scans installed metadata
     stdlib = _stdlib_of(runtime)
     out: list[Problem] = []

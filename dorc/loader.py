@@ -6,6 +6,9 @@ are provided as aliases of dorc's public API so such files load unchanged.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
+import os
 import runpy
 import sys
 import types
@@ -26,9 +29,18 @@ _LEGACY = {
     "infrastructure.core": None,
     "infrastructure.core.models": None,
     "infrastructure.core.Creator": ("CreatePipeline", "load_config", "PipelineConfig"),
+    "infrastructure.core.creator": ("CreatePipeline", "load_config", "PipelineConfig"),  # the seed's other spelling
     "infrastructure.core.models.definition": (
-        "PipelineDefinition", "Function", "NextFunction", "FunctionType", "CronTrigger", "S3Trigger",
+        "PipelineDefinition", "Function", "NextFunction", "FunctionType", "NextFunctionTypes", "CronTrigger",
+        "S3Trigger",
     ),
+}
+#: Seed modules with names common enough that a project may have its own (``utils``): served only
+#: when nothing on ``sys.path`` provides them, and dropped from ``sys.modules`` after each load.
+_FALLBACK: dict[str, dict[str, str]] = {  # module -> {seed name: dorc's}
+    "utils": {},
+    "utils.config": {"load_config": "load_config", "PipelineConfig": "PipelineConfig", "Config": "SeedConfig",
+                     "UniversalConfig": "SeedConfig", "LayerConfig": "SeedConfig", "rAPIdConfig": "SeedConfig"},
 }
 
 
@@ -50,6 +62,50 @@ def install_legacy_imports() -> None:
         parent, _, child = name.rpartition(".")
         if parent:
             setattr(sys.modules[parent], child, sys.modules[name])
+    if not any(isinstance(f, _FallbackFinder) for f in sys.meta_path):
+        sys.meta_path.append(_FallbackFinder(public))  # last: a project's own module wins
+
+
+class _FallbackFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``from utils.config import load_config`` (the seed's generated ``__main__.py``), when no
+    ``utils`` of the project's answers it."""
+
+    #: Answers only while a definition is read (a handler's ``import utils`` must fail as in AWS).
+    active = False
+
+    def __init__(self, public: dict):
+        self._public = public
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in _FALLBACK or not _FallbackFinder.active:
+            return None
+        return importlib.util.spec_from_loader(fullname, self, is_package=True)
+
+    def create_module(self, spec):
+        return None  # the default module
+
+    def exec_module(self, module) -> None:
+        module.__doc__ = f"alias of dorc's public API (seed import path {module.__name__})"
+        module.__dorc_alias__ = True
+        for attr, ours in _FALLBACK[module.__name__].items():
+            setattr(module, attr, self._public[ours])
+
+
+def _drop_layer_modules(folder: Path, before: set[str]) -> None:
+    """Modules a definition imported from its own folder (``utils.py`` beside ``__main__.py``): another
+    layer's file of the same name, or a handler's, must not find them in ``sys.modules``."""
+    prefix = str(folder.resolve()) + os.sep
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules.get(name), "__file__", None) or ""
+        if file and os.path.realpath(file).startswith(prefix):
+            del sys.modules[name]
+
+
+def _drop_fallback_modules() -> None:
+    """A handler's own ``utils`` must not find the seed alias that a definition imported."""
+    for name in _FALLBACK:
+        if getattr(sys.modules.get(name), "__dorc_alias__", False):
+            del sys.modules[name]
 
 
 @dataclass(frozen=True)
@@ -84,6 +140,11 @@ def load_pipeline(project: Project, instance: str, layer: str, env: str) -> Load
     invalid_token = collected_invalid.set(invalid)
     saved_path = list(sys.path)
     sys.path.insert(0, str(main_file.parent))
+    exits: list[_ProcessExit] = []
+    saved_exit = os._exit
+    os._exit = _load_exit(exits)  # os._exit would end dorc at once, silently: as the runtime does for handlers
+    _FallbackFinder.active = True
+    modules_before = set(sys.modules)
     try:
         # As Pulumi's Python language host runs a program: as the ``__main__`` module, so the common
         # ``if __name__ == "__main__": CreatePipeline(...).apply()`` guard holds here too. runpy puts
@@ -95,12 +156,20 @@ def load_pipeline(project: Project, instance: str, layer: str, env: str) -> Load
         raise
     except SystemExit as exc:  # would end dorc itself (silently, with the file's exit code)
         raise DefinitionError(_function_problems(rel, invalid) + [_exit_problem(rel, main_file, exc)]) from None
+    except _ProcessExit as exc:
+        raise DefinitionError(_function_problems(rel, invalid) + [_exit_problem(rel, main_file, exc)]) from None
     except Exception as exc:  # the user's file itself is broken
         raise DefinitionError(_function_problems(rel, invalid) + [_load_failure(rel, main_file, exc)]) from None
     finally:
+        os._exit = saved_exit
+        _FallbackFinder.active = False
         CAPTURE.reset(token)
         collected_invalid.reset(invalid_token)
         sys.path[:] = saved_path
+        _drop_fallback_modules()
+        _drop_layer_modules(main_file.parent, modules_before)
+    if exits:  # called, and the exception it raised was caught by the file: in Pulumi the process is gone
+        raise DefinitionError(_function_problems(rel, invalid) + [_exit_problem(rel, main_file, exits[0])])
     if invalid:
         raise DefinitionError(_function_problems(rel, invalid))
     if not cap.definitions:
@@ -155,9 +224,28 @@ def _load_failure(file: str, main_file: Path, exc: Exception) -> Problem:
     return Problem(file, f"loading failed: {type(exc).__name__}: {exc}{_user_line(main_file, exc)}")
 
 
-def _exit_problem(file: str, main_file: Path, exc: SystemExit) -> Problem:
+class _ProcessExit(BaseException):
+    """What ``os._exit(code)`` raises while dorc loads a definition (BaseException: an
+    ``except Exception`` in the file must not swallow it)."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+def _load_exit(calls: list[_ProcessExit]):
+    def _exit(code: int) -> None:
+        exc = _ProcessExit(code)
+        calls.append(exc)
+        raise exc
+
+    return _exit
+
+
+def _exit_problem(file: str, main_file: Path, exc: SystemExit | _ProcessExit) -> Problem:
     code = "" if exc.code is None else repr(exc.code)
-    return Problem(file, f"called sys.exit({code}) while dorc loaded it{_user_line(main_file, exc)}; remove it: "
+    call = "os._exit" if isinstance(exc, _ProcessExit) else "sys.exit"
+    return Problem(file, f"called {call}({code}) while dorc loaded it{_user_line(main_file, exc)}; remove it: "
                          "a pipeline definition must run to its end, under dorc as under Pulumi")
 
 
@@ -183,6 +271,7 @@ def run_as_pulumi_program(main_file: str) -> None:
     from pathlib import Path as _Path
 
     install_legacy_imports()
+    _FallbackFinder.active = True  # this process runs the program only
     folder = str(_Path(main_file).parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)

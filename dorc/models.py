@@ -21,9 +21,13 @@ DEFAULT_RUNTIME = "python3.12"
 SUPPORTED_RUNTIMES = ("python3.11", "python3.12", "python3.13")
 
 # A function name becomes a folder name and part of a deployed Lambda name, so it must be a
-# plain identifier: never a path.
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-_ENV_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# plain identifier: never a path. ``fullmatch`` (not ``$``, which also matches before a final
+# newline): ``"f1\n"`` is not a name.
+_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+NAME_MAX = 64  # a Lambda name's limit, so a name alone always fits in one
+# Lambda's own pattern for variable names, ``[a-zA-Z]([a-zA-Z0-9_])+``: two characters at least.
+_ENV_KEY_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]+")
+DESCRIPTION_MAX = 256  # Lambda's limit on a function's description
 # Lambda refuses to let a function set these itself.
 RESERVED_ENV_KEYS = frozenset(
     {
@@ -36,10 +40,20 @@ RESERVED_ENV_KEYS = frozenset(
 )
 
 
+def shown(value: str, limit: int = 60) -> str:
+    """``repr`` of a user's value, cut short: a 100,000-character name must not fill the screen."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
+
+
 def _check_name(value: str, what: str) -> str:
-    if not _NAME_RE.match(value):
+    if len(value) > NAME_MAX:
         raise ValueError(
-            f"{what} {value!r} is not a plain name: use letters, digits, '-' and '_', starting "
+            f"{what} {shown(value)} is {len(value)} characters; use at most {NAME_MAX} (it becomes part "
+            "of the deployed AWS names, which AWS limits to 64): shorten it"
+        )
+    if not _NAME_RE.fullmatch(value):
+        raise ValueError(
+            f"{what} {shown(value)} is not a plain name: use letters, digits, '-' and '_', starting "
             "with a letter (it becomes a folder name and part of the deployed AWS name)"
         )
     return value
@@ -50,6 +64,8 @@ class InvalidFunction(Exception):
     pydantic must not swallow it into an anonymous error of the enclosing definition)."""
 
     def __init__(self, name: str | None, error: ValidationError):
+        if name is not None and len(name) > NAME_MAX:
+            name = f"{name[:NAME_MAX]}..."  # named, not echoed whole
         self.name = name
         self.error = error
         msgs = "; ".join(
@@ -72,6 +88,13 @@ class FunctionType(str, Enum):
 
     Function = "Function"
     Pipeline = "Pipeline"
+    # The seed's spelling (``NextFunctionTypes.FUNCTION``): aliases of the same members.
+    FUNCTION = "Function"
+    PIPELINE = "Pipeline"
+
+
+#: The seed's name for ``FunctionType``.
+NextFunctionTypes = FunctionType
 
 
 class NextFunction(_Model):
@@ -139,6 +162,13 @@ class Function(_Model):
         # A bare string is the common case: another function of the same layer.
         return NextFunction(name=v) if isinstance(v, str) else v
 
+    @field_validator("description")
+    @classmethod
+    def _description(cls, v: str) -> str:
+        if len(v) > DESCRIPTION_MAX:
+            raise ValueError(f"description is {len(v)} characters; AWS Lambda allows {DESCRIPTION_MAX}: shorten it")
+        return v
+
     @field_validator("runtime")
     @classmethod
     def _runtime(cls, v: str) -> str:
@@ -150,8 +180,9 @@ class Function(_Model):
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
         for key in v:
-            if not _ENV_KEY_RE.match(key):
-                raise ValueError(f"environment variable name {key!r} is invalid (letters, digits, '_', starting with a letter)")
+            if not _ENV_KEY_RE.fullmatch(key):
+                raise ValueError(f"environment variable name {shown(key)} is invalid: AWS Lambda takes two or more "
+                                 "letters, digits and '_', starting with a letter; rename it")
             if key in RESERVED_ENV_KEYS:
                 raise ValueError(f"environment variable {key!r} is reserved by AWS Lambda and cannot be set")
         return v
@@ -181,10 +212,72 @@ class CronTrigger(_Model):
             expr = expr[5:-1]
         if len(expr.split()) != 6:
             raise ValueError(
-                f"cron {v!r} must have 6 fields as EventBridge expects "
+                f"cron {shown(v)} must have 6 fields as EventBridge expects "
                 "(minutes hours day-of-month month day-of-week year), e.g. '0 6 * * ? *'"
             )
+        problems = cron_problems(expr)
+        if len(f"cron({expr})") > 256:
+            problems.append(f"cron({expr[:40]}...) is {len(expr) + 6} characters; EventBridge allows 256")
+        if problems:
+            raise ValueError(f"cron {shown(v)}: {'; '.join(problems)} (EventBridge refuses it; e.g. '0 6 * * ? *')")
         return expr
+
+
+_MONTHS = {m: i for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split(), 1)}
+_DAYS = {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split(), 1)}
+# EventBridge's fields: name, lowest, highest, names allowed for values
+_CRON_FIELDS = (("minutes", 0, 59, {}), ("hours", 0, 23, {}), ("day-of-month", 1, 31, {}),
+                ("month", 1, 12, _MONTHS), ("day-of-week", 1, 7, _DAYS), ("year", 1970, 2199, {}))
+_CRON_STEP = re.compile(r"(?P<base>[^/]+)(?:/(?P<step>\d+))?")
+
+
+def cron_problems(expr: str) -> list[str]:
+    """EventBridge's rules for the six fields of ``cron(...)``: each value in its range, and exactly
+    one of day-of-month and day-of-week is ``?`` (AWS refuses both given, and ``*`` counts)."""
+    fields = expr.split()
+    out: list[str] = []
+    for (name, low, high, names), text in zip(_CRON_FIELDS, fields):
+        if text == "?":
+            if name not in ("day-of-month", "day-of-week"):
+                out.append(f"{name} {text!r}: '?' is only allowed in day-of-month or day-of-week")
+            continue
+        for item in text.split(","):
+            problem = _cron_item(name, low, high, names, item)
+            if problem:
+                out.append(f"{name} {text!r}: {problem}")
+                break
+    dom, dow = fields[2], fields[4]
+    if (dom == "?") == (dow == "?"):
+        out.append(f"day-of-month {dom!r} and day-of-week {dow!r}: exactly one of them must be '?' "
+                   "(e.g. '0 6 * * ? *' every day, '0 6 ? * MON *' on Mondays)")
+    return out
+
+
+def _cron_item(name: str, low: int, high: int, names: dict[str, int], item: str) -> str | None:
+    special = {"day-of-month": re.compile(r"L|LW|L-\d{1,2}|\d{1,2}W"), "day-of-week": re.compile(r"\w{1,3}L|\w{1,3}#[1-5]|L")}
+    if name in special and special[name].fullmatch(item.upper()):
+        number = re.match(r"L-(\d+)|(\d+)W|(\w{1,3})[L#]", item.upper())
+        value = next((g for g in number.groups() if g), None) if number else None
+        if value is None:
+            return None
+        n = names.get(value, int(value) if value.isdigit() else None)
+        return None if n is not None and low <= n <= high else f"{value!r} is outside {low}-{high}"
+    m = _CRON_STEP.fullmatch(item)
+    if not m or not item:
+        return f"{item!r} is not a value, range or increment"
+    base, step = m.group("base"), m.group("step")
+    if step is not None and int(step) < 1:
+        return f"increment {item!r} must be 1 or more"
+    if base == "*":
+        return None
+    for part in base.split("-", 1):
+        n = names.get(part.upper(), int(part) if part.isdigit() else None)
+        if n is None:
+            allowed = f"{low}-{high}" + (f" or {'-'.join((min(names, key=names.get), max(names, key=names.get)))}" if names else "")
+            return f"{part!r} is not a number ({allowed})"
+        if not low <= n <= high:
+            return f"{part!r} is outside {low}-{high}"
+    return None
 
 
 class S3Trigger(_Model):

@@ -102,12 +102,30 @@ def load_config(main_file: str | os.PathLike | None = None) -> PipelineConfig:
     return PipelineConfig(project=project, instance=instance, layer=layer, env=env, values=values)
 
 
+class SeedConfig:
+    """The seed's ``utils.config`` classes (``Config(universal=UniversalConfig(region=..., project=...),
+    vpc_id=..., ...)``, ``LayerConfig``, ``rAPIdConfig``), accepted so that the seed's generated
+    ``__main__.py`` loads unchanged. Their values are not used: dorc's settings are ``dorc.toml``
+    and ``Pulumi.<env>.yaml``, so ``CreatePipeline`` takes ``load_config`` of the definition's file."""
+
+    def __init__(self, **values: Any):
+        self.values = values
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 class CreatePipeline:
     """Declares one layer. Under dorc, ``apply()`` only records the definition."""
 
     def __init__(self, config: PipelineConfig, definition: PipelineDefinition):
         if not isinstance(definition, PipelineDefinition):
             raise TypeError("CreatePipeline(config, definition): definition must be a PipelineDefinition")
+        if isinstance(config, SeedConfig):
+            config = load_config(definition.file_path)
         self.config = config
         self.definition = definition
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from dorc_sim.fixtures import placeholders
@@ -20,6 +21,7 @@ from .loader import LoadedPipeline
 from .models import FunctionType
 from .project import FixtureSpec
 from .graph import chain, handover_key
+from .validate import AWS_NAME_PART_RE
 
 LOCAL_ACCOUNT_ID = "000000000000"  # LocalStack's and moto's default account
 HANDLER = "lambda.handler"
@@ -31,6 +33,23 @@ RULE_NAME_MAX = 64
 ROLE_NAME_MAX = 64
 ENV_VARS_MAX_BYTES = 4096
 STATE_PAYLOAD_MAX_BYTES = 262_144  # Step Functions: 256 KiB per state input/output
+DEFINITION_MAX_BYTES = 1_048_576  # Step Functions: a state machine's definition, as sent
+STATE_NAME_MAX = 80  # Step Functions: a state's name
+LOG_GROUP_NAME_MAX = 512
+TAG_KEY_MAX, TAG_VALUE_MAX, TAGS_MAX = 128, 256, 50
+EVENT_PATTERN_MAX = 4096  # EventBridge: a rule's event pattern
+# CloudWatch Logs takes only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+# The characters AWS accepts in each deployed name (checked with ``fullmatch``).
+LAMBDA_NAME_RE = re.compile(r"[a-zA-Z0-9_-]+")
+RULE_NAME_RE = re.compile(r"[.\-_A-Za-z0-9]+")
+ROLE_NAME_RE = re.compile(r"[A-Za-z0-9_+=,.@-]+")
+LOG_GROUP_RE = re.compile(r"[.\-_/#A-Za-z0-9]+")
+# Step Functions refuses whitespace, brackets, wildcards, these marks and control characters.
+STATE_MACHINE_REFUSED_RE = re.compile(r"[\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]")
+TAG_RE = re.compile(r"[\w\s.:/=+\-@]*")
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]")
 
 # Errors the deployed state machine raises itself; the local runner raises the same names.
 ERROR_CONTRACT = "dorc.ContractViolation"
@@ -236,7 +255,7 @@ def build_plan(p: LoadedPipeline, *, account_id: str = LOCAL_ACCOUNT_ID) -> Laye
         states_role=roles["states"],
         events_role=roles["events"],
         log_retention_days=settings.log_retention_days,
-        tags={**settings.tags, "dorc:pipeline": p.key, "dorc:env": env},
+        tags={**settings.tags, "dorc:project": settings.project, "dorc:pipeline": p.key, "dorc:env": env},
         local_environment=dict(settings.local_environment),
         local_fixtures=dict(settings.fixtures),
     )
@@ -246,8 +265,18 @@ def _sm_arn(region: str, account: str, name: str) -> str:
     return f"arn:aws:states:{region}:{account}:stateMachine:{name}"
 
 
+def state_name(subject: str, rest: str = "") -> str:
+    """``subject + rest``, cut to Step Functions' 80 characters when too long: the subject is
+    shortened and a digest of it added, so names stay unique and the same on every build."""
+    name = f"{subject}{rest}"
+    if len(name) <= STATE_NAME_MAX:
+        return name
+    tag = "~" + hashlib.sha256(subject.encode()).hexdigest()[:8]  # '~' is in no function name
+    return f"{subject[:STATE_NAME_MAX - len(rest) - len(tag)]}{tag}{rest}"
+
+
 def check_state(fn: str) -> str:
-    return f"{fn} returned"
+    return state_name(fn, " returned")
 
 
 CONTRACT = "a handler must return a JSON object with a numeric 'statusCode' and a 'body'"
@@ -258,9 +287,9 @@ def contract_guard(key: str, on_success: str) -> dict[str, Any]:
     return {
         "Type": "Choice",
         "Choices": [
-            {"Not": {"Variable": "$.statusCode", "IsPresent": True}, "Next": f"{key} returned no statusCode"},
-            {"Not": {"Variable": "$.statusCode", "IsNumeric": True}, "Next": f"{key} returned a non-numeric statusCode"},
-            {"Not": {"Variable": "$.body", "IsPresent": True}, "Next": f"{key} returned no body"},
+            {"Not": {"Variable": "$.statusCode", "IsPresent": True}, "Next": state_name(key, " returned no statusCode")},
+            {"Not": {"Variable": "$.statusCode", "IsNumeric": True}, "Next": state_name(key, " returned a non-numeric statusCode")},
+            {"Not": {"Variable": "$.body", "IsPresent": True}, "Next": state_name(key, " returned no body")},
             {
                 "And": [
                     {"Variable": "$.statusCode", "NumericGreaterThanEquals": 200},
@@ -269,31 +298,35 @@ def contract_guard(key: str, on_success: str) -> dict[str, Any]:
                 "Next": on_success,
             },
         ],
-        "Default": f"{key} failed",
+        "Default": state_name(key, " failed"),
     }
 
 
 def contract_failures(key: str) -> dict[str, dict[str, Any]]:
     """Fail states with the reason in the cause; a non-2xx one quotes the code (``CausePath``)."""
     return {
-        f"{key} returned no statusCode": {
+        state_name(key, " returned no statusCode"): {
             "Type": "Fail", "Error": ERROR_CONTRACT,
             "Cause": f"{key} returned no 'statusCode' (not a JSON object, or an object without it): {CONTRACT}",
         },
-        f"{key} returned a non-numeric statusCode": {
+        state_name(key, " returned a non-numeric statusCode"): {
             "Type": "Fail", "Error": ERROR_CONTRACT,
             "Cause": f"{key} returned a 'statusCode' that is not a number (\"200\", a string, is not 200): {CONTRACT}",
         },
-        f"{key} returned no body": {
+        state_name(key, " returned no body"): {
             "Type": "Fail", "Error": ERROR_CONTRACT,
             "Cause": f"{key} returned no 'body': {CONTRACT}",
         },
-        f"{key} failed": {
+        state_name(key, " failed"): {
             # function names are [A-Za-z0-9_-]: nothing to escape in the intrinsic's string literal
             "Type": "Fail", "Error": ERROR_STATUS,
             "CausePath": f"States.Format('{key} returned statusCode {{}}, outside 200-299', $.statusCode)",
         },
     }
+
+
+def handover_state(handover: Handover) -> str:
+    return state_name(f"start {handover.instance}/{handover.layer}")
 
 
 def build_asl(description: str, functions: list[FunctionPlan], handover: Handover | None) -> dict[str, Any]:
@@ -304,7 +337,7 @@ def build_asl(description: str, functions: list[FunctionPlan], handover: Handove
         if i + 1 < len(functions):
             on_success = functions[i + 1].key
         elif handover is not None:
-            on_success = f"start {handover.instance}/{handover.layer}"
+            on_success = handover_state(handover)
         else:
             on_success = "succeeded"
         states[fn.key] = {
@@ -320,7 +353,7 @@ def build_asl(description: str, functions: list[FunctionPlan], handover: Handove
         states[check_state(fn.key)] = contract_guard(fn.key, on_success)
         states.update(contract_failures(fn.key))
     if handover is not None:
-        states[f"start {handover.instance}/{handover.layer}"] = {
+        states[handover_state(handover)] = {
             "Type": "Task",
             "Comment": f"hand over to the {handover.instance}/{handover.layer} pipeline",
             "Resource": "arn:aws:states:::states:startExecution.sync:2",
@@ -333,28 +366,126 @@ def build_asl(description: str, functions: list[FunctionPlan], handover: Handove
     return {"Comment": description, "StartAt": functions[0].key, "States": states}
 
 
-def plan_problems(plan: LayerPlan) -> list[Problem]:
-    """AWS naming and size rules: a plan that breaks them would fail half way through a deploy."""
+def plan_problems(plan: LayerPlan, settings_file: str = "dorc.toml") -> list[Problem]:
+    """AWS naming and size rules: a plan that breaks them would fail half way through a deploy.
+    ``settings_file``: how messages name ``dorc.toml`` (project name, buckets, tags, logs)."""
     out: list[Problem] = []
     file = plan.main_file
+    env_ok = bool(AWS_NAME_PART_RE.fullmatch(plan.env))
+    if not env_ok:
+        out.append(Problem(file, f"environment name {plan.env!r} cannot be part of AWS names (Lambda functions, state "
+                                 "machine, rules, roles): use letters, digits, '-' and '_'; rename Pulumi."
+                                 f"{plan.env}.yaml or pick another --env"))
+    # instance and layer folder names are checked by dorc.validate; the characters of the
+    # composed names only when their parts are sound, so one mistake is said once
+    parts_ok = env_ok and all(AWS_NAME_PART_RE.fullmatch(x) for x in (plan.instance, plan.layer))
     for f in plan.functions:
         if len(f.name) > LAMBDA_NAME_MAX:
             out.append(Problem(file, f"deployed Lambda name {f.name!r} is {len(f.name)} characters; "
                                      f"AWS allows {LAMBDA_NAME_MAX}. Shorten the function, layer or instance name", f.key))
+        elif parts_ok and not LAMBDA_NAME_RE.fullmatch(f.name):
+            out.append(Problem(file, f"deployed Lambda name {f.name!r} has characters AWS refuses (letters, digits, "
+                                     "'-', '_' only): rename the function", f.key))
+        if parts_ok and not (len(f.log_group) <= LOG_GROUP_NAME_MAX and LOG_GROUP_RE.fullmatch(f.log_group)):
+            out.append(Problem(file, f"log group name {f.log_group!r} is not one CloudWatch Logs accepts "
+                                     "(at most 512 of letters, digits, '.', '-', '_', '/', '#'): rename the function", f.key))
         size = len(json.dumps(f.environment, separators=(",", ":")).encode())
         if size > ENV_VARS_MAX_BYTES:
             out.append(Problem(file, f"environment variables total {size} bytes; Lambda allows "
                                      f"{ENV_VARS_MAX_BYTES} (4 KB). Move large values to S3 or SSM", f.key))
-    if len(plan.state_machine_name) > STATE_MACHINE_NAME_MAX:
-        out.append(Problem(file, f"state machine name {plan.state_machine_name!r} is "
-                                 f"{len(plan.state_machine_name)} characters; AWS allows {STATE_MACHINE_NAME_MAX}"))
+    sm = plan.state_machine_name
+    if len(sm) > STATE_MACHINE_NAME_MAX:
+        out.append(Problem(file, f"state machine name {sm!r} is "
+                                 f"{len(sm)} characters; AWS allows {STATE_MACHINE_NAME_MAX}. "
+                                 "Shorten the layer or instance name"))
+    elif parts_ok and STATE_MACHINE_REFUSED_RE.search(sm):
+        out.append(Problem(file, f"state machine name {sm!r} has characters Step Functions refuses: rename the "
+                                 "instance or layer folder (letters, digits, '-', '_')"))
+    size = len(json.dumps(plan.asl).encode())
+    if size > DEFINITION_MAX_BYTES:
+        out.append(Problem(file, f"state machine definition is {size:,} bytes ({len(plan.functions)} functions); "
+                                 f"Step Functions allows {DEFINITION_MAX_BYTES:,} (1 MB). Split the layer into layers "
+                                 "that hand over to each other (NextFunction(name=..., type='Pipeline')), or shorten "
+                                 "the descriptions"))
     for t in plan.triggers:
         if len(t.rule_name) > RULE_NAME_MAX:
-            out.append(Problem(file, f"trigger rule name {t.rule_name!r} is longer than {RULE_NAME_MAX} characters"))
-    for role in (plan.lambda_role, plan.states_role, plan.events_role):
-        if len(role) > ROLE_NAME_MAX:
-            out.append(Problem(file, f"IAM role name {role!r} is longer than {ROLE_NAME_MAX} characters; "
-                                     "shorten [project] name in dorc.toml"))
+            out.append(Problem(file, f"trigger rule name {t.rule_name!r} is longer than {RULE_NAME_MAX} characters; "
+                                     "shorten the trigger, layer or instance name"))
+        elif parts_ok and not RULE_NAME_RE.fullmatch(t.rule_name):
+            out.append(Problem(file, f"trigger rule name {t.rule_name!r} has characters EventBridge refuses "
+                                     "(letters, digits, '.', '-', '_' only): rename the trigger"))
+        if t.kind == "s3":
+            size = len(json.dumps(t.event_pattern))
+            if size > EVENT_PATTERN_MAX:
+                out.append(Problem(file, f"S3Trigger {t.key!r}: its event pattern is {size} characters; EventBridge "
+                                         f"allows {EVENT_PATTERN_MAX}. Shorten key_prefix"))
+            for bucket in t.event_pattern["detail"]["bucket"]["name"]:
+                problem = bucket_name_problem(bucket)
+                if problem:
+                    out.append(Problem(file, f"S3Trigger {t.key!r}: bucket_name {bucket!r} {problem}; correct "
+                                             "bucket_name"))
+    if env_ok:
+        for role in (plan.lambda_role, plan.states_role, plan.events_role):
+            if len(role) > ROLE_NAME_MAX:
+                out.append(Problem(settings_file, f"IAM role name {role!r} is longer than {ROLE_NAME_MAX} characters; "
+                                                  "shorten [project] name"))
+            elif not ROLE_NAME_RE.fullmatch(role):
+                out.append(Problem(settings_file, f"IAM role name {role!r} has characters IAM refuses (letters, digits, "
+                                                  "'+=,.@-_' only): rename [project] name"))
+        for what, bucket, setting in (("holding store", plan.holding_bucket, "[buckets] holding"),
+                                      ("artifact", plan.artifact_bucket, "[buckets] artifacts")):
+            problem = bucket_name_problem(bucket)
+            if problem:
+                out.append(Problem(settings_file, f"{what} bucket name {bucket!r} {problem}; make [project] name "
+                                                  f"lower-case letters, digits and '-' (e.g. {_bucket_like(plan.project)!r}), "
+                                                  f"or set {setting}"))
+    out += tag_problems(plan.tags, settings_file)
+    if plan.log_retention_days not in LOG_RETENTION_DAYS:
+        out.append(Problem(settings_file, f"[logs] retention_days = {plan.log_retention_days}: CloudWatch Logs accepts "
+                                          f"only {', '.join(map(str, LOG_RETENTION_DAYS))}; pick one of them"))
+    return out
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """S3's rules for a general purpose bucket's name, or None when it keeps them."""
+    if not 3 <= len(name) <= 63:
+        return f"is {len(name)} characters; S3 takes 3-63"
+    if not _BUCKET_RE.fullmatch(name):
+        return ("is not a valid S3 bucket name: lower-case letters, digits, '.' and '-' only, starting and ending "
+                "with a letter or digit")
+    if ".." in name:
+        return "has two adjacent periods, which S3 refuses"
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
+        return "is formatted as an IP address, which S3 refuses"
+    for prefix in ("xn--", "sthree-", "amzn-s3-demo-"):
+        if name.startswith(prefix):
+            return f"starts with {prefix!r}, which S3 reserves"
+    for suffix in ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"):
+        if name.endswith(suffix):
+            return f"ends with {suffix!r}, which S3 reserves"
+    return None
+
+
+def _bucket_like(project: str) -> str:
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", project.lower())).strip("-") or "my-data"
+
+
+def tag_problems(tags: dict[str, str], settings_file: str) -> list[Problem]:
+    """Tags go on every function, bucket, log group and state machine: AWS's tag rules."""
+    out: list[Problem] = []
+    if len(tags) > TAGS_MAX:
+        out.append(Problem(settings_file, f"{len(tags)} tags (dorc adds dorc:pipeline and dorc:env to [tags]); AWS "
+                                          f"allows {TAGS_MAX} per resource: remove some from [tags]"))
+    for key, value in tags.items():
+        if key.lower().startswith("aws:"):
+            out.append(Problem(settings_file, f"[tags] {key!r}: keys starting with 'aws:' are reserved by AWS; rename it"))
+        elif not 1 <= len(key) <= TAG_KEY_MAX or not TAG_RE.fullmatch(key):
+            out.append(Problem(settings_file, f"[tags] key {key[:60]!r} is not one AWS accepts (1-{TAG_KEY_MAX} letters, "
+                                              "digits, spaces and _.:/=+-@): rename it"))
+        if len(value) > TAG_VALUE_MAX or not TAG_RE.fullmatch(value):
+            out.append(Problem(settings_file, f"[tags] {key!r} = {value[:60]!r}: AWS takes values of at most "
+                                              f"{TAG_VALUE_MAX} letters, digits, spaces and _.:/=+-@; shorten or "
+                                              "correct it"))
     return out
 
 

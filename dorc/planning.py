@@ -9,7 +9,9 @@ from pathlib import Path
 
 from .errors import DefinitionError, DorcError, Problem
 from .import_check import check_imports
+from .graph import handover_key
 from .loader import LoadedPipeline, load_pipeline
+from .models import FunctionType
 from .plan import LOCAL_ACCOUNT_ID, LayerPlan, build_plan, fixture_problems, plan_problems
 from .project import LOCAL_ENVS, SETTINGS_FILE, Project
 from .validate import check_definition
@@ -29,7 +31,7 @@ def plan_layer(project: Project, instance: str, layer: str, env: str = "local", 
     if problems:
         raise DefinitionError(problems)
     plan = build_plan(loaded, account_id=account_id)
-    problems = plan_problems(plan) + fixture_problems(plan, _settings_file(project))
+    problems = plan_problems(plan, _settings_file(project)) + fixture_problems(plan, _settings_file(project))
     if problems:
         raise DefinitionError(problems)
     return plan
@@ -46,12 +48,53 @@ def validate(project: Project, instance: str | None = None, layer: str | None = 
     out: dict[str, list[Problem]] = {}
     instances = [instance] if instance else project.instances()
     known = project.known_layers()
+    handovers: dict[str, tuple[str, str | None] | None] = {}  # layer -> (target layer, function handing over)
     for inst in instances:
         for lay in ([layer] if layer else project.layers(inst)):
             project.main_file(inst, lay)  # a layer that does not exist is the command's mistake, not a problem
             envs = environments(project, inst, lay) if env is None else [env]
-            out[f"{inst}/{lay}"] = _layer_problems(project, inst, lay, envs, known)
+            out[f"{inst}/{lay}"] = _layer_problems(project, inst, lay, envs, known, handovers)
+    for key, problems in out.items():
+        problems += _cycle_problems(project, key, handovers, known, env or LOCAL_ENVS[0])
     return out
+
+
+def _handover_of(loaded: LoadedPipeline) -> tuple[str, str | None] | None:
+    """The layer this one hands over to, and the function that does (a Pipeline-typed next)."""
+    for fn in loaded.definition.functions:
+        if fn.next is not None and fn.next.type == FunctionType.Pipeline.value:
+            return handover_key(loaded.instance, fn.next.name), fn.name
+    return None
+
+
+def _cycle_problems(project: Project, key: str, handovers: dict, known: set[str], env: str) -> list[Problem]:
+    """Hand-overs that come back: each state machine waits for the next (``startExecution.sync``),
+    so a run would never end. Layers outside the checked scope are loaded to follow the path."""
+    path = [key]
+    while True:
+        cur = path[-1]
+        if cur not in handovers:
+            handovers[cur] = _load_handover(project, cur, env) if cur in known else None
+        step = handovers[cur]
+        if step is None:
+            return []
+        target = step[0]
+        if target in path:
+            cycle = path[path.index(target):] + [target]
+            if key not in cycle[:-1] or len(cycle) == 2:
+                return []  # reported against the cycle's own layers; a layer handing over to itself by dorc.validate
+            inst, lay = key.split("/")
+            return [Problem(project.display_path(project.main_file(inst, lay)), _cycle_message(cycle),
+                            handovers[key][1])]
+        path.append(target)
+
+
+def _load_handover(project: Project, key: str, env: str) -> tuple[str, str | None] | None:
+    inst, lay = key.split("/")
+    try:
+        return _handover_of(load_pipeline(project, inst, lay, env))
+    except DorcError:
+        return None  # its own problems are reported when it is checked
 
 
 def environments(project: Project, instance: str, layer: str) -> list[str]:
@@ -64,7 +107,8 @@ def environments(project: Project, instance: str, layer: str) -> list[str]:
     return [*LOCAL_ENVS, *sorted(found - set(LOCAL_ENVS))]
 
 
-def _layer_problems(project: Project, instance: str, layer: str, envs: list[str], known: set[str]) -> list[Problem]:
+def _layer_problems(project: Project, instance: str, layer: str, envs: list[str], known: set[str],
+                    handovers: dict | None = None) -> list[Problem]:
     definition: list[Problem] = []  # the same in every environment: listed once
     imports: list[Problem] = []
     limits: dict[tuple, tuple[Problem, list[str]]] = {}  # one AWS limit broken in one or more envs
@@ -79,11 +123,13 @@ def _layer_problems(project: Project, instance: str, layer: str, envs: list[str]
             _add_new(definition, [Problem(main_rel, f"environment {env!r}: {exc.message}"
                                                     + (f"; fix: {exc.hint}" if exc.hint else ""))])
             continue
+        if handovers is not None and loaded.key not in handovers:
+            handovers[loaded.key] = _handover_of(loaded)
         _add_new(definition, check_definition(loaded, known))
         _add_new(imports, check_imports(loaded))
         try:  # the AWS limits too, when the chain is sound enough to name things
             plan = build_plan(loaded)
-            found = plan_problems(plan)
+            found = plan_problems(plan, _settings_file(project))
             _add_new(definition, fixture_problems(plan, _settings_file(project)))  # not per environment
         except Exception:
             found = []
@@ -122,17 +168,32 @@ def reachable_plans(project: Project, start_keys: list[str], env: str, *,
     ``planned``: plans already built (same env and account), not loaded again."""
     planned = planned or {}
     plans: dict[str, LayerPlan] = {}
-    todo = list(start_keys)
-    while todo:
-        key = todo.pop()
-        if key in plans:
-            continue
-        inst, lay = key.split("/")
-        plan = planned.get(key) or plan_layer(project, inst, lay, env, account_id=account_id)
-        plans[key] = plan
-        if plan.handover:
-            todo.append(f"{plan.handover.instance}/{plan.handover.layer}")
+    for start in start_keys:
+        path = [start]
+        while True:
+            key = path[-1]
+            if key not in plans:
+                inst, lay = key.split("/")
+                plans[key] = planned.get(key) or plan_layer(project, inst, lay, env, account_id=account_id)
+            handover = plans[key].handover
+            if handover is None:
+                break
+            target = f"{handover.instance}/{handover.layer}"
+            if target in path:
+                raise DefinitionError([_cycle_problem(project, plans, path[path.index(target):] + [target])])
+            path.append(target)
     return plans
+
+
+def _cycle_problem(project: Project, plans: dict[str, LayerPlan], cycle: list[str]) -> Problem:
+    """A run into a hand-over cycle would start state machines forever: refused before it starts."""
+    first = plans[cycle[0]]
+    return Problem(project.display_path(Path(first.main_file)), _cycle_message(cycle), first.functions[-1].key)
+
+
+def _cycle_message(cycle: list[str]) -> str:
+    return (f"hand-overs form a cycle {' -> '.join(cycle)}: each state machine waits for the next, so a run would "
+            "never end; end one of these layers without a hand-over (next_function=None)")
 
 
 def start_layers(project: Project, instance: str, layer: str | None, env: str,
@@ -153,4 +214,11 @@ def start_layers(project: Project, instance: str, layer: str | None, env: str,
             planned[f"{instance}/{lay}"] = plan
         if plan.handover:
             targets.add(f"{plan.handover.instance}/{plan.handover.layer}")
-    return [f"{instance}/{l}" for l in layers if f"{instance}/{l}" not in targets]
+    starts = [f"{instance}/{l}" for l in layers if f"{instance}/{l}" not in targets]
+    if not starts:  # every layer is handed over to: they hand over in a cycle
+        plans = {f"{instance}/{lay}": planned[f"{instance}/{lay}"] for lay in layers} if planned is not None \
+            else {}
+        reachable_plans(project, [f"{instance}/{layers[0]}"], env, planned=plans)  # raises, naming the cycle
+        raise DorcError(f"every layer of {instance} is handed over to by another, so no run can start",
+                        hint="end one layer's chain without a hand-over (next_function=None)")
+    return starts

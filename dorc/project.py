@@ -25,6 +25,15 @@ from .errors import ProjectError
 
 SETTINGS_FILE = "dorc.toml"
 LOCAL_ENVS = ("local", "localstack")
+# dorc's pytest plugin deploys LocalStack tests to an environment of their own (one per pytest
+# worker), so a test session never touches what `dorc run --localstack` deployed or stored
+TEST_ENV = "localstack-t"
+
+
+def is_machine_local(env: str) -> bool:
+    """Environments of this machine, without a ``Pulumi.<env>.yaml``: ``local``, ``localstack``
+    and the test environments ``localstack-t``, ``localstack-t<N>``."""
+    return env in LOCAL_ENVS or env == TEST_ENV or (env.startswith(TEST_ENV) and env[len(TEST_ENV):].isdigit())
 FIXTURE_KEYS = ("module", "factory", "port")
 
 
@@ -56,7 +65,43 @@ class Settings:
     fixtures: dict[str, FixtureSpec] = field(default_factory=dict)  # [fixtures.<name>]
 
     def render(self, template: str, env: str) -> str:
-        return template.format(project=self.project, env=env, region=self.region)
+        try:
+            return template.format(project=self.project, env=env, region=self.region)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise ProjectError(f"the name template {template!r} cannot be filled in: {_template_fault(exc)}",
+                               hint=TEMPLATE_HINT) from None
+
+
+TEMPLATE_HINT = "templates may use {project}, {env} and {region}; write {{ and }} for a literal brace"
+
+
+def _template_fault(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"unknown key {{{exc.args[0]}}}"
+    if isinstance(exc, IndexError):
+        return "a positional field {} (only named keys are filled in)"
+    return str(exc)
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """A text file the user saved: UTF-8, with or without a BOM, or UTF-16/32 with a BOM (what
+    Windows editors write for "Unicode"); anything else is a clear ProjectError, not a traceback."""
+    import codecs
+
+    data = path.read_bytes()
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                       (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                       (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            break
+    else:
+        codec = "utf-8"
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise ProjectError(f"{path}: the {what} is not {codec.upper().removesuffix('-SIG')} text "
+                           f"(byte {data[exc.start]:#04x} at offset {exc.start})",
+                           hint="save it as UTF-8 (or UTF-16 with a byte-order mark)") from None
 
 
 @dataclass(frozen=True)
@@ -125,7 +170,7 @@ class Project:
         """
         path = self.layer_dir(instance, layer) / f"Pulumi.{env}.yaml"
         if not path.is_file():
-            if env in LOCAL_ENVS:
+            if is_machine_local(env):
                 return {}
             raise ProjectError(
                 f"no settings for environment {env!r}: {path} does not exist",
@@ -148,7 +193,7 @@ def read_stack_config(path: Path) -> dict[str, Any]:
     import yaml  # only when a stack file exists
 
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = yaml.safe_load(read_text(path, "stack settings file")) or {}
     except yaml.YAMLError as exc:
         raise ProjectError(f"{path} is not valid YAML: {exc}") from None
     raw = doc.get("config", {}) or {}
@@ -159,6 +204,9 @@ def read_stack_config(path: Path) -> dict[str, Any]:
         short = key.split(":", 1)[1] if ":" in key else key
         if isinstance(value, dict) and "secure" in value:
             value = Secret(value["secure"])
+        if key == "aws:region" and not (isinstance(value, str) and value.strip()):
+            raise ProjectError(f"{path}: {key}: {value!r} is not a region name",
+                               hint=f"write the region as text, e.g. `{key}: eu-west-2`")
         out[short] = value
         out[key] = value
     return out
@@ -225,7 +273,7 @@ def project_of(path: Path) -> "Project":
 
 def load_settings(path: Path) -> Settings:
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(read_text(path, "settings file"))
     except tomllib.TOMLDecodeError as exc:
         raise ProjectError(f"{path} is not valid TOML: {exc}") from None
     proj = doc.get("project", {})
@@ -233,7 +281,7 @@ def load_settings(path: Path) -> Settings:
         raise ProjectError(f"{path}: [project] name is required", hint='add  [project]\\nname = "my-data"')
     stores = doc.get("buckets", {})
     try:
-        return Settings(
+        settings = Settings(
             project=str(proj["name"]),
             region=str(proj.get("region", "eu-west-2")),
             source=str(proj.get("source", "src")),
@@ -246,6 +294,13 @@ def load_settings(path: Path) -> Settings:
         )
     except (TypeError, ValueError, AttributeError) as exc:
         raise ProjectError(f"{path}: {exc}") from None
+    for key, template in (("holding", settings.holding_bucket), ("artifacts", settings.artifact_bucket)):
+        try:
+            template.format(project="p", env="e", region="r")
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise ProjectError(f"{path}: [buckets] {key} = {template!r}: {_template_fault(exc)}",
+                               hint=TEMPLATE_HINT) from None
+    return settings
 
 
 def load_fixtures(path: Path, table: Any) -> dict[str, FixtureSpec]:

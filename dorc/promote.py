@@ -18,13 +18,13 @@ never ran it, and promotion says so (progress, and ``drift`` in the result).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import DorcError
 from .plan import LayerPlan
-from .targets.deployments import Backend, Deployed, LastRun
+from .targets.deployments import Backend, Deployed, LastRun, running_differences, running_since
 
 SOURCE_OF = {"preprod": "local", "prod": "preprod"}
 
@@ -165,14 +165,16 @@ def _contrast(mine: Any, theirs: Any, source: str) -> str:
 
 def promote(*, instance: str, layer: str, to: str, source_plan: LayerPlan, target_plan: LayerPlan,
             local_packages: dict[str, str], backend: Backend, local_last_run: Callable[[], LastRun],
-            force: bool = False, skip_checks: bool = False,
+            force: bool = False, skip_checks: bool = False, handover_chain: list[LayerPlan] = (),
             progress: Callable[[str], None] = lambda m: None) -> PromotionResult:
     """``source_plan`` and ``target_plan`` are the local definition's plans for the two envs;
-    ``local_packages`` the digests of a fresh local build (the same for both envs)."""
+    ``local_packages`` the digests of a fresh local build (the same for both envs);
+    ``handover_chain`` the target env's plans of the layers this one hands over to, in order."""
     if to not in SOURCE_OF:
         raise DorcError(f"cannot promote to {to!r}", hint="use --to preprod or --to prod")
     source = SOURCE_OF[to]
     result = PromotionResult(instance, layer, source, to, packages={}, forced=force, checks_skipped=skip_checks)
+    _require_chain(instance, layer, to, handover_chain, backend)
     if source == "local":
         packages = dict(local_packages)
         progress(f"source: the local build ({len(packages)} package(s))")
@@ -190,6 +192,15 @@ def promote(*, instance: str, layer: str, to: str, source_plan: LayerPlan, targe
                 hint=f"dorc promote {instance} {layer} --to {source} first",
             )
         progress(f"source: {source}, deployed {src.deployed_at}, plan {src.plan_digest[:12]}")
+        running = backend.running(src)
+        unlike = running_differences(src, running)
+        if unlike:  # the record is not what runs: its packages and its runs prove nothing
+            lines = "\n".join(f"  - {d}" for d in unlike)
+            raise PromotionRefused(
+                f"refused: what {source} runs is not what its deployment record says ({backend.name}):\n{lines}",
+                hint=f"another checkout or a change outside dorc deployed {instance}/{layer} to {source}: deploy "
+                     f"the build to promote there (dorc promote {instance} {layer} --to {source}), run it, then "
+                     f"promote; --force cannot promote packages {source} does not run")
         drift = diff(source, local_packages, source_plan.snapshot(), src)
         result.drift = drift
         if drift and not force:
@@ -208,7 +219,8 @@ def promote(*, instance: str, layer: str, to: str, source_plan: LayerPlan, targe
         if missing:
             raise PromotionRefused(f"refused: function(s) {', '.join(missing)} have no package in {source}",
                                    hint=f"deploy them to {source} first")
-        run = backend.last_run(src)
+        # an execution counts only if it started after these very packages were put in place
+        run = backend.last_run(replace(src, deployed_at=running_since(src, running)))
         if not skip_checks and run.status != "succeeded":
             raise PromotionRefused(
                 f"refused: the last run of {instance}/{layer} in {source} did not succeed ({run.status}; {run.what})",
@@ -230,6 +242,19 @@ def promote(*, instance: str, layer: str, to: str, source_plan: LayerPlan, targe
     return result
 
 
+def _require_chain(instance: str, layer: str, to: str, chain: list[LayerPlan], backend: Backend) -> None:
+    """A layer that hands over starts the next layer's state machine: promoting it where that
+    one is not deployed gives a pipeline that fails at run time."""
+    missing = [p.key for p in chain if backend.deployed(p) is None]
+    if missing:
+        # the end of the chain first: each layer needs the one it hands over to
+        order = " then ".join(f"dorc promote {k.replace('/', ' ')} --to {to}" for k in reversed(missing))
+        raise PromotionRefused(
+            f"refused: {instance}/{layer} hands over to {' -> '.join(p.key for p in chain)}, and "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not deployed to {to} on {backend.name}",
+            hint=f"promote the hand-over chain first, last layer first: {order}")
+
+
 def _changes(before: Deployed | None, after: Deployed, env: str) -> list[str]:
     if before is None:
         return [f"first deployment of {env}: {len(after.packages)} function(s)"]
@@ -247,17 +272,40 @@ def _changes(before: Deployed | None, after: Deployed, env: str) -> list[str]:
     return out or [f"{env} already ran exactly this (no change)"]
 
 
-def local_last_run(state_dir: Path, key: str, current_sources: dict[str, str]) -> LastRun:
+def local_last_run(state_dir: Path, key: str, current_sources: dict[str, str], *,
+                   packages: dict[str, str] | None = None,
+                   plan_digest: Callable[[str, bool], str | None] | None = None) -> LastRun:
     """The newest dorc run (local or LocalStack) that covered layer ``key``, and whether it ran
-    these very sources."""
+    this very build: the record's function sources (what a local run or a deploying LocalStack
+    run ran), its packages (what a LocalStack run ran: with ``--no-deploy``, what was deployed)
+    and its plan digest (the settings: ``__main__.py``, ``Pulumi.<env>.yaml``). ``packages``:
+    the local build's digests; ``plan_digest(env, packaged)``: the current definition's digest
+    in a record's environment, with the local build's packages or (a local run) none."""
     from .records import read_records
 
-    records = [r for r in read_records(state_dir) if key in (r.get("sources") or {})
-               and r.get("target") in ("local", "localstack")]
+    records = [r for r in read_records(state_dir) if r.get("target") in ("local", "localstack")
+               and (key in (r.get("sources") or {}) or key in (r.get("packages") or {}))]
     if not records:
         return LastRun("none", None, "no local or LocalStack run recorded")
     last = records[-1]
     where = f"{last.get('target')} run {last.get('started_at')}"
-    if last["sources"][key] != current_sources:
-        return LastRun("stale", last.get("started_at"), f"{where} ran other sources; run the current build")
+    other = _ran_other(last, key, current_sources, packages, plan_digest)
+    if other:
+        return LastRun("stale", last.get("started_at"), f"{where} ran other {other}; run the current build")
     return LastRun(last.get("status", "unknown"), last.get("started_at"), where)
+
+
+def _ran_other(record: dict[str, Any], key: str, sources: dict[str, str], packages: dict[str, str] | None,
+               plan_digest: Callable[[str, bool], str | None] | None) -> str | None:
+    """What a run record shows was not this build: "sources", "packages" or "settings"."""
+    ran_sources = (record.get("sources") or {}).get(key)
+    ran_packages = (record.get("packages") or {}).get(key)
+    if ran_sources is not None and ran_sources != sources:
+        return "sources"
+    if ran_packages is not None and (packages is None or ran_packages != packages):
+        return "packages (what was deployed, not this build)" if ran_sources is None else "packages"
+    if plan_digest is not None:
+        ran = (record.get("plan_digests") or {}).get(key)
+        if ran is None or ran != plan_digest(record.get("env") or "", ran_packages is not None):
+            return "settings (the definition or its settings changed since)"
+    return None

@@ -1,29 +1,90 @@
 """pytest fixtures for testing your own pipelines (installed with dorc, entry point ``pytest11``).
 
-    def test_raw(dorc_run):
-        result = dorc_run("census", "raw", event={"year": 2020})
+    def test_processed(dorc_aws, dorc_run):
+        dorc_aws.put("census/raw/2020/states.json", rows)        # seed the holding store
+        result = dorc_run("census", "processed")
         assert result.succeeded
-        assert result.step("function1").output["body"]["records"] == 52
+        assert dorc_aws.get_json("census/processed/2020/features.json")["states"] == 51
+
+One test, both targets: ``--dorc-targets=local,localstack`` (or ``$DORC_TARGETS``, or the marker
+``@pytest.mark.dorc_targets("local", "localstack")``) runs every test that uses ``dorc_run``,
+``dorc_invoke``, ``dorc_aws`` or ``dorc_target`` once per target (``test_x[local]``,
+``test_x[localstack]``); the fixtures follow the test's target. Default: local only.
 
 Each test gets its own state folder (run records, local holding store) so tests never see each
-other's data or yours. Set the pipeline-config folder with the ini option ``dorc_config_repo``,
-``CONFIG_REPO_PATH`` or by running pytest where ``./pipeline-config`` exists.
+other's data or yours. In LocalStack, every test of the session runs in one environment of its
+own (``localstack-t``; ``localstack-t<N>`` per pytest-xdist worker), deployed once and updated
+only where sources changed, and each test starts with that environment's holding store empty.
+Set the pipeline-config folder with the ini option ``dorc_config_repo``, ``CONFIG_REPO_PATH`` or
+by running pytest where ``./pipeline-config`` exists.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import pytest
 
 
+TARGETS = ("local", "localstack")
+_TARGETS = pytest.StashKey[tuple]()
+
+
 def pytest_addoption(parser):
     parser.addini("dorc_config_repo", "pipeline-config folder for dorc's fixtures", default="")
+    parser.getgroup("dorc").addoption(
+        "--dorc-targets", default=None, metavar="TARGETS",
+        help="run each test that uses dorc's fixtures once per target: local, localstack or "
+             "local,localstack (default: $DORC_TARGETS, else local)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "localstack: needs LocalStack (started by the dorc_localstack fixture)")
+    config.addinivalue_line("markers", "dorc_targets(*targets): run this test on these dorc targets, "
+                                       "whatever --dorc-targets says")
+    given = config.getoption("dorc_targets", None)
+    where = "--dorc-targets"
+    if given is None:
+        given, where = os.environ.get("DORC_TARGETS", "").strip() or "local", "$DORC_TARGETS"
+    config.stash[_TARGETS] = _parse_targets(given.split(","), where)
+
+
+def _parse_targets(names, where: str) -> tuple[str, ...]:
+    targets = tuple(dict.fromkeys(str(n).strip() for n in names if str(n).strip()))
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown or not targets:
+        raise pytest.UsageError(f"{where}: unknown dorc target(s) {', '.join(unknown) or '(none given)'}; "
+                                f"choose from {', '.join(TARGETS)}, e.g. local,localstack")
+    return targets
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that (through dorc's fixtures) uses ``dorc_target`` runs once per target; the
+    LocalStack run carries the ``localstack`` mark (``-m "not localstack"`` leaves it out)."""
+    if "dorc_target" not in metafunc.fixturenames:
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        if "dorc_target" in ([n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)):
+            return  # the test chose its targets itself
+    marker = metafunc.definition.get_closest_marker("dorc_targets")
+    if marker is not None:
+        targets = _parse_targets(marker.args, f"{metafunc.definition.nodeid}: @pytest.mark.dorc_targets")
+    else:
+        targets = metafunc.config.stash[_TARGETS]
+    if targets == ("local",):
+        return  # the default: ids stay as they are
+    metafunc.parametrize("dorc_target", [
+        pytest.param(t, id=t, marks=(pytest.mark.localstack,) if t == "localstack" else ()) for t in targets
+    ], indirect=True)
+
+
+@pytest.fixture
+def dorc_target(request) -> str:
+    """The target this test runs on: ``"local"`` or ``"localstack"`` (see ``--dorc-targets``)."""
+    return getattr(request, "param", "local")
 
 
 @pytest.fixture
@@ -38,47 +99,268 @@ def dorc_project(request, tmp_path):
     return dataclasses.replace(project, state_root=tmp_path / ".dorc")
 
 
-@pytest.fixture
-def dorc_run(dorc_project, request):
-    """``dorc_run(instance, layer=None, event=None, env=None, target="local")`` -> RunResult.
+@dataclasses.dataclass
+class LocalStackTest:
+    """This test's place in LocalStack: the session's endpoint, the session's test environment
+    (``localstack-t``) and its holding store, emptied when the test first uses LocalStack."""
 
-    ``target="localstack"`` runs the same test in LocalStack: the session's ``dorc_localstack``
-    is started on first use unless an ``endpoint=`` is given.
+    endpoint: str
+    env: str
+    region: str
+    holding_bucket: str
+
+    @functools.cached_property
+    def session(self):
+        """A ``localstack_client.session.Session`` on this endpoint, in the project's region."""
+        from dorc.localstack.endpoint import session
+
+        return session(self.endpoint, self.region)
+
+    def empty_holding_store(self) -> None:
+        """Create the holding bucket if missing (a test may seed it before anything is deployed),
+        else delete every object in it: what an earlier test stored is gone."""
+        s3 = self.session.client("s3")
+        try:
+            s3.head_bucket(Bucket=self.holding_bucket)
+        except Exception:  # noqa: BLE001 - 404: not created yet
+            where = {} if self.region == "us-east-1" else {
+                "CreateBucketConfiguration": {"LocationConstraint": self.region}}
+            s3.create_bucket(Bucket=self.holding_bucket, **where)
+            return
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.holding_bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=self.holding_bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def localstack_test_env() -> str:
+    """The LocalStack environment of this pytest process: ``localstack-t``, or ``localstack-t<N>``
+    for pytest-xdist's worker ``gw<N>`` (workers must not empty each other's store)."""
+    from dorc.project import TEST_ENV
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return TEST_ENV + worker.removeprefix("gw") if worker.removeprefix("gw").isdigit() else TEST_ENV
+
+
+
+class SessionDeployments:
+    """What this pytest session deployed to LocalStack, per endpoint and stack: a fingerprint of
+    what went into each layer's deployment and its deployment record. A later test whose layers
+    have the same fingerprints runs them as deployed (``deploy=False``, the record copied into
+    its own state folder) instead of reading the endpoint to find that nothing changed."""
+
+    def __init__(self):
+        self._done: dict[tuple[str, str], tuple[str, str]] = {}  # (endpoint, stack) -> (fingerprint, record)
+
+    @staticmethod
+    def fingerprint(project, plan) -> str:
+        """The plan (names, settings, variables) and every file a deployment of it is built from:
+        the functions' sources and requirements, the layer's requirements, dorc.toml (its
+        ``[local.environment]`` is deployed too)."""
+        import hashlib
+        from pathlib import Path
+
+        from dorc.package import source_digest
+        from dorc.project import SETTINGS_FILE
+
+        h = hashlib.sha256(plan.digest().encode())
+        for fn in plan.functions:
+            h.update(fn.key.encode() + b"\0" + source_digest(Path(fn.source_dir)).encode())
+        for path in (project.layer_dir(plan.instance, plan.layer) / "requirements.txt", project.root / SETTINGS_FILE):
+            h.update(path.read_bytes() if path.is_file() else b"-")
+        return h.hexdigest()
+
+    @staticmethod
+    def _fixed_urls(plans) -> bool:
+        """Fixture URLs are deployed: skipping is safe only when each fixture gets its declared
+        port again (declared, and free now), so the deployed URL is the one that will answer."""
+        import socket
+
+        for plan in plans.values():
+            for spec in (getattr(plan, "local_fixtures", None) or {}).values():
+                if not getattr(spec, "port", None):
+                    return False
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind it
+                    try:
+                        sock.bind(("127.0.0.1", spec.port))
+                    except OSError:
+                        return False
+        return True
+
+    def restore(self, project, plans, endpoint: str) -> bool:
+        """Copy the records of ``plans`` into ``project``'s state folder if each layer is deployed
+        as it is now; False (deploy) otherwise."""
+        from dorc.targets.localstack.record import deployment_file, stack_name
+
+        found = {}
+        for plan in plans.values():
+            done = self._done.get((endpoint, stack_name(plan)))
+            if done is None or done[0] != self.fingerprint(project, plan):
+                return False
+            found[stack_name(plan)] = done[1]
+        if not self._fixed_urls(plans):
+            return False
+        for stack, text in found.items():
+            path = deployment_file(project.state_dir, stack)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        return True
+
+    def remember(self, project, plans, endpoint: str) -> None:
+        """After a deploying run: what it deployed (the records it wrote), if ports were fixed."""
+        from dorc.targets.localstack.record import deployment_file, stack_name
+
+        for plan in plans.values():
+            path = deployment_file(project.state_dir, stack_name(plan))
+            self._done.pop((endpoint, stack_name(plan)), None)
+            if path.is_file() and self._fixed_urls({plan.key: plan}):
+                self._done[(endpoint, stack_name(plan))] = (self.fingerprint(project, plan), path.read_text())
+
+
+@pytest.fixture(scope="session")
+def _dorc_session_deployments() -> SessionDeployments:
+    return SessionDeployments()
+
+
+@pytest.fixture
+def _dorc_localstack_test(request, dorc_project):
+    """``get()`` -> this test's ``LocalStackTest``, made (LocalStack started, store emptied) on first use."""
+    made: list[LocalStackTest] = []
+
+    def get() -> LocalStackTest:
+        if not made:
+            handle = request.getfixturevalue("dorc_localstack")
+            settings = dorc_project.settings
+            env = localstack_test_env()
+            made.append(LocalStackTest(endpoint=handle.endpoint, env=env, region=settings.region,
+                                       holding_bucket=settings.render(settings.holding_bucket, env)))
+            made[0].empty_holding_store()
+        return made[0]
+
+    return get
+
+
+@pytest.fixture
+def dorc_run(dorc_project, dorc_target, _dorc_localstack_test, _dorc_session_deployments):
+    """``dorc_run(instance, layer=None, event=None, env=None, target=<the test's>)`` -> RunResult.
+
+    In LocalStack the layers are deployed to the test environment unless this session already
+    deployed them as they are now (``deploy=True`` deploys anyway, ``deploy=False`` runs what is
+    deployed), then executed; ``endpoint=`` runs on your own LocalStack instead (env
+    ``localstack`` by default, nothing emptied).
     """
     from dorc.api import run_pipeline
 
-    def run(instance, layer=None, *, event=None, env=None, target="local", **kwargs):
-        if target == "localstack" and not kwargs.get("endpoint"):
-            kwargs["endpoint"] = request.getfixturevalue("dorc_localstack").endpoint
-        return run_pipeline(instance, layer, event=event, env=env, target=target, project=dorc_project, **kwargs)
+    def run(instance, layer=None, *, event=None, env=None, target=None, deploy=None, **kwargs):
+        target = target or dorc_target
+        if deploy is not None:
+            kwargs["deploy"] = deploy
+        if target != "localstack" or kwargs.get("endpoint"):
+            return run_pipeline(instance, layer, event=event, env=env, target=target, project=dorc_project, **kwargs)
+        from dorc.planning import reachable_plans, start_layers
+
+        ls = _dorc_localstack_test()
+        env = env or ls.env
+        if deploy is False or kwargs.get("dry_run"):  # as deployed / nothing deployed: nothing to remember
+            return run_pipeline(instance, layer, event=event, env=env, target=target, project=dorc_project,
+                                endpoint=ls.endpoint, **kwargs)
+        plans = reachable_plans(dorc_project, start_layers(dorc_project, instance, layer, env), env)
+        deployed = deploy is None and _dorc_session_deployments.restore(dorc_project, plans, ls.endpoint)
+        kwargs["deploy"] = not deployed
+        try:
+            return run_pipeline(instance, layer, event=event, env=env, target=target, project=dorc_project,
+                                endpoint=ls.endpoint, **kwargs)
+        finally:
+            if not deployed:
+                _dorc_session_deployments.remember(dorc_project, plans, ls.endpoint)
 
     return run
 
 
 @pytest.fixture
-def dorc_invoke(dorc_project):
-    """``dorc_invoke(instance, layer, function, event=None)`` -> StepResult of that one function."""
+def dorc_invoke(dorc_project, dorc_target, _dorc_localstack_test, _dorc_session_deployments):
+    """``dorc_invoke(instance, layer, function, event=None)`` -> StepResult of that one function;
+    in LocalStack the deployed function (its layer deployed first), invoked directly."""
     from dorc.api import invoke_function
 
-    def invoke(instance, layer, function, *, event=None, env="local"):
-        return invoke_function(instance, layer, function, event=event, env=env, project=dorc_project)
+    def invoke(instance, layer, function, *, event=None, env=None, target=None, endpoint=None):
+        target = target or dorc_target
+        if target != "localstack" or endpoint:
+            return invoke_function(instance, layer, function, event=event, env=env, project=dorc_project,
+                                   target=target, endpoint=endpoint)
+        from dorc.planning import plan_layer
+
+        ls = _dorc_localstack_test()
+        env = env or ls.env
+        plans = {f"{instance}/{layer}": plan_layer(dorc_project, instance, layer, env)}
+        deployed = _dorc_session_deployments.restore(dorc_project, plans, ls.endpoint)
+        try:
+            return invoke_function(instance, layer, function, event=event, env=env, project=dorc_project,
+                                   target=target, endpoint=ls.endpoint, deploy=not deployed)
+        finally:
+            if not deployed:
+                _dorc_session_deployments.remember(dorc_project, plans, ls.endpoint)
 
     return invoke
 
 
-@pytest.fixture
-def dorc_aws(dorc_project):
-    """The in-process AWS (moto) with this test's holding store; runs inside the test share it.
+class DorcAWS:
+    """What ``dorc_aws`` gives: this test's AWS on its target and the holding store's name there.
 
-    ``dorc_aws.client("s3")`` to seed or inspect data; the holding bucket of env ``local`` exists.
+    ``client(service)`` (boto3 API), ``holding_bucket``, ``put(key, data)`` (bytes, text, or any
+    other value as JSON), ``get(key)`` -> bytes, ``get_json(key)``, ``keys(prefix="")``; ``target``
+    and ``env`` say where it is. Locally it is the in-process AWS (moto) with this test's store;
+    in LocalStack, clients of a ``localstack_client`` session on the session's LocalStack.
     """
+
+    def __init__(self, target: str, env: str, holding_bucket: str, client, local=None):
+        self.target, self.env, self.holding_bucket = target, env, holding_bucket
+        self._client, self._local = client, local
+
+    def client(self, service: str, **kwargs):
+        return self._client(service, **kwargs)
+
+    def put(self, key: str, data, *, bucket: str | None = None) -> None:
+        import json
+
+        body = data if isinstance(data, bytes) else data.encode() if isinstance(data, str) else json.dumps(data).encode()
+        self.client("s3").put_object(Bucket=bucket or self.holding_bucket, Key=key, Body=body)
+
+    def get(self, key: str, *, bucket: str | None = None) -> bytes:
+        return self.client("s3").get_object(Bucket=bucket or self.holding_bucket, Key=key)["Body"].read()
+
+    def get_json(self, key: str, *, bucket: str | None = None):
+        import json
+
+        return json.loads(self.get(key, bucket=bucket))
+
+    def keys(self, prefix: str = "", *, bucket: str | None = None) -> list[str]:
+        pages = self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket or self.holding_bucket,
+                                                                            Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or self._local is None:
+            raise AttributeError(name)
+        return getattr(self._local, name)  # locally, the rest of dorc_sim's LocalAWS
+
+
+@pytest.fixture
+def dorc_aws(dorc_project, dorc_target, _dorc_localstack_test):
+    """This test's AWS on its target, to seed or inspect data (``DorcAWS``). Locally: the
+    in-process AWS (moto) with this test's holding store, which runs inside the test share; in
+    LocalStack: the test environment's holding store, empty at the start of the test."""
+    if dorc_target == "localstack":
+        ls = _dorc_localstack_test()
+        yield DorcAWS("localstack", ls.env, ls.holding_bucket, ls.session.client)
+        return
     from dorc_sim.aws import LocalAWS
 
     settings = dorc_project.settings
     bucket = settings.render(settings.holding_bucket, "local")
     with LocalAWS(dorc_project.local_aws_dir, settings.region, [bucket]) as aws:
-        aws.holding_bucket = bucket
-        yield aws
+        yield DorcAWS("local", "local", bucket, lambda service, **kw: aws.client(service), local=aws)
 
 
 @dataclasses.dataclass
@@ -91,15 +373,23 @@ class LocalStackHandle:
     state_dir: str | None = None
     region: str = "us-east-1"
 
+    @functools.cached_property
+    def session(self):
+        """A ``localstack_client.session.Session`` on this endpoint (test credentials, ``region``)."""
+        from dorc.localstack.endpoint import session
+
+        return session(self.endpoint, self.region)
+
     def client(self, service: str, **kwargs):
-        """A boto3 client for this LocalStack (test credentials, its region)."""
-        import boto3
+        """A boto3 client for this LocalStack from a localstack-client session (test credentials;
+        ``region_name=`` as pipelines deploy to their project's region, else ``region``)."""
         from botocore.config import Config
 
+        from dorc.localstack.endpoint import session
+
+        region = kwargs.pop("region_name", self.region)
         kwargs.setdefault("config", Config(retries={"max_attempts": 2}, read_timeout=120))
-        kwargs.setdefault("region_name", self.region)  # pipelines deploy to their project's region
-        return boto3.client(service, endpoint_url=self.endpoint,
-                            aws_access_key_id="test", aws_secret_access_key="test", **kwargs)
+        return (self.session if region == self.region else session(self.endpoint, region)).client(service, **kwargs)
 
 
 def _say(request, message: str) -> None:

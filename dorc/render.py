@@ -120,6 +120,15 @@ class TerminalObserver:
         if drawer is not None:
             self._quiet.notify_all()
 
+    def interrupted(self) -> None:
+        """Ctrl-C mid-step: no step_finished will come; draw what is pending, stop the spinner."""
+        with self._lock:
+            self._draw()
+            self._stop_drawer()
+            if self._status is not None:
+                self._status.stop()
+                self._status = None
+
     def step_finished(self, step: StepResult) -> None:
         with self._lock:
             self._draw()
@@ -158,6 +167,8 @@ def summary(out: Console, result: RunResult) -> None:
         )
     out.print(table)
     verdict = Text("✓ pipeline succeeded", style="bold green") if result.succeeded else Text(
+        f"✗ pipeline cancelled: {result.error.message if result.error else 'interrupted'}", style="bold yellow"
+    ) if result.cancelled else Text(
         f"✗ pipeline failed at {result.failed_step.layer} {result.failed_step.function}" if result.failed_step
         else f"✗ pipeline failed: {result.error.type if result.error else ''}", style="bold red")
     verdict.append(f"  in {result.duration_ms:.0f} ms", style="dim")

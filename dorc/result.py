@@ -8,6 +8,7 @@ the next function received.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,14 +83,15 @@ class RunResult:
     execution_arn: str | None = None
     record_path: Path | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. an import AWS could not satisfy
+    cancelled: bool = False  # stopped by Ctrl-C: the steps done so far, recorded as "cancelled"
 
     @property
     def status(self) -> str:
-        return "succeeded" if self.error is None else "failed"
+        return "cancelled" if self.cancelled else "succeeded" if self.error is None else "failed"
 
     @property
     def succeeded(self) -> bool:
-        return self.error is None
+        return self.error is None and not self.cancelled
 
     @property
     def output(self) -> Any:
@@ -125,7 +127,45 @@ class RunResult:
         }
 
     def to_json(self, *, logs: bool = True) -> str:
-        return json.dumps(self.to_dict(logs=logs), indent=2)
+        return json_document(self.to_dict(logs=logs))
+
+
+class RunCancelled(KeyboardInterrupt):
+    """Ctrl-C during a run: still a ``KeyboardInterrupt``, carrying the run as far as it went
+    (``result.status == "cancelled"``, already recorded when the run keeps records)."""
+
+    def __init__(self, result: RunResult):
+        super().__init__("interrupted")
+        self.result = result
+
+
+NON_FINITE_NOTE = ("a handler's result holds NaN or Infinity, which JSON cannot represent: written here as the "
+                   "strings \"NaN\", \"Infinity\", \"-Infinity\" (Step Functions in AWS fails to parse such a "
+                   "result; return None or a string instead)")
+
+
+def json_document(doc: dict[str, Any], *, indent: int | None = 2) -> str:
+    """``doc`` as strict JSON (what jq, JavaScript and Step Functions accept). Python reads and
+    writes NaN/Infinity, and Lambda's runtime lets a handler return them, but they are not JSON:
+    such floats become strings, and ``doc["warnings"]`` (when it has that list) says so."""
+    try:
+        return json.dumps(doc, indent=indent, allow_nan=False)
+    except ValueError:
+        pass
+    clean = _finite(doc)
+    if isinstance(clean.get("warnings"), list) and NON_FINITE_NOTE not in clean["warnings"]:
+        clean["warnings"].append(NON_FINITE_NOTE)
+    return json.dumps(clean, indent=indent, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _ambiguous(function: str, matches: list[StepResult]):

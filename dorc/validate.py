@@ -6,12 +6,16 @@ Every rule adds a ``Problem`` instead of raising, so ``dorc validate`` can list 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from .errors import Problem
 from .loader import LoadedPipeline
 from .graph import chain, handover_key
 from .models import FunctionType
+
+# What an instance or layer folder may be called: the characters of a Lambda function's name.
+AWS_NAME_PART_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 HANDLER_FILE = "lambda.py"
 _IGNORED_DIRS = {"__pycache__"}
@@ -20,9 +24,22 @@ _IGNORED_DIRS = {"__pycache__"}
 def check_definition(pipeline: LoadedPipeline, known_layers: set[str]) -> list[Problem]:
     """``known_layers``: ``instance/layer`` keys that exist, to check hand-overs."""
     problems: list[Problem] = []
+    problems += _check_folder_names(pipeline)
     problems += _check_folders(pipeline)
     problems += _check_graph(pipeline, known_layers)
     return problems
+
+
+def _check_folder_names(p: LoadedPipeline) -> list[Problem]:
+    """The instance and layer folders name the deployed Lambda functions, state machine and rules,
+    whose names AWS limits to ASCII letters, digits, '-' and '_'."""
+    out = []
+    for what, name, folder in (("instance", p.instance, p.layer_dir.parent), ("layer", p.layer, p.layer_dir)):
+        if not AWS_NAME_PART_RE.fullmatch(name):
+            out.append(Problem(rel_path(p, p.main_file), f"{what} folder {name!r} ({rel_path(p, folder)}) cannot be part "
+                                                         "of AWS names (Lambda functions, state machine, rules): rename "
+                                                         "the folder with letters, digits, '-' and '_' only"))
+    return out
 
 
 def _check_folders(p: LoadedPipeline) -> list[Problem]:

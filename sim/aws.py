@@ -126,17 +126,26 @@ class LocalAWS:
                     body = got["Body"].read()
                     objects_dir.mkdir(parents=True, exist_ok=True)
                     tmp = objects_dir / (quote(key, safe="") + ".tmp")
-                    tmp.write_bytes(body)
-                    os.replace(tmp, objects_dir / quote(key, safe=""))
+                    _replace_with(tmp, objects_dir / quote(key, safe=""), body)
                     new[key] = {"etag": etag, "size": len(body), "content_type": got.get("ContentType"),
                                 "sha256": hashlib.sha256(body).hexdigest()}
             for key in set(old) - set(new):  # deleted during the run
                 (objects_dir / quote(key, safe="")).unlink(missing_ok=True)
             if new or old or name in self.buckets:
                 bdir.mkdir(parents=True, exist_ok=True)
-                tmp = bdir / "index.json.tmp"
-                tmp.write_text(json.dumps(new, indent=1, sort_keys=True))
-                os.replace(tmp, bdir / "index.json")
+                _replace_with(bdir / "index.json.tmp", bdir / "index.json",
+                              json.dumps(new, indent=1, sort_keys=True).encode())
+
+
+def _replace_with(tmp: Path, target: Path, data: bytes) -> None:
+    """Write ``data`` to ``tmp`` then move it over ``target``; a failed write (a full disk)
+    leaves no temporary file behind."""
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _read_index(bdir: Path) -> dict[str, dict]:

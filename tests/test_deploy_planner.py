@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from dorc.api import plan_layer
-from dorc.errors import LocalStackRunError
+from dorc.errors import DorcError, LocalStackRunError
 from dorc.package import code_sha256, package_plan
 from dorc.project import find_project
 from dorc.targets.localstack.deploy import shared_plans
@@ -351,3 +351,95 @@ def test_run_dry_run_applies_to_localstack_only(cli, project):
     r = cli("run", "shop", "raw", "--localstack", "--dry-run", "--endpoint", url, "--config-repo", project.root)
     assert r.exit_code == 2 and f"LocalStack is not reachable at {url}" in r.stderr
     assert not (project.state_dir / "runs").exists() or not any((project.state_dir / "runs").iterdir())
+
+
+# -- ownership: names carry no project ---------------------------------------------------------
+
+def _owned_by(doc: dict, project: str, *, tags: bool = True) -> dict:
+    """``doc`` as if another project had deployed the same names (tagged, or only its variable)."""
+    for cfg in doc["functions"].values():
+        if tags:
+            cfg["Tags"] = {"dorc:project": project, "dorc:env": ENV}
+        else:
+            cfg["Environment"]["Variables"]["DORC_PROJECT"] = project
+    for sm in doc["state_machines"].values():
+        if tags:
+            sm["tags"] = {"dorc:project": project}
+    return doc
+
+
+def test_plans_tag_every_resource_with_their_project(setup):
+    plans, *_ = setup
+    assert {p.tags["dorc:project"] for p in plans.values()} == {"shop"}
+    calls = _plan(setup, RemoteState())
+    fn = next(c for c in calls if c.operation == "CreateFunction")
+    assert fn.params["Tags"]["dorc:project"] == "shop"
+    sm = next(c for c in calls if c.operation == "CreateStateMachine")
+    assert {"key": "dorc:project", "value": "shop"} in sm.params["tags"]
+
+
+def test_resources_of_this_project_or_untagged_ones_are_updated(setup):
+    """Tags of this project, or none at all (deployed before dorc tagged), are no conflict."""
+    mine = _owned_by(deployed_state(*setup), "shop")
+    assert _plan(setup, mine) == []
+    untagged = deployed_state(*setup)
+    untagged["functions"]["shop-raw-f1-preprod"]["Timeout"] = 1
+    assert _ops(_plan(setup, untagged)) == ["lambda.UpdateFunctionConfiguration"]
+
+
+@pytest.mark.parametrize("tags", [True, False], ids=["tag", "DORC_PROJECT-variable"])
+def test_a_resource_of_another_project_is_refused_by_name(setup, tags):
+    doc = _owned_by(deployed_state(*setup), "warehouse", tags=tags)
+    with pytest.raises(DorcError) as exc:
+        _plan(setup, doc)
+    err = exc.value
+    assert err.exit_code == 2  # nothing changed, nothing ran
+    head, *lines = err.message.splitlines()
+    assert head.startswith("refused to deploy shop/raw (preprod): the endpoint holds resources of the same names "
+                           "that another project deployed")
+    assert "  - function shop-raw-f1-preprod belongs to project 'warehouse' (tag dorc:project), not 'shop'" in lines
+    assert "  - function shop-processed-g2-preprod belongs to project 'warehouse' (tag dorc:project), not 'shop'" \
+        in lines
+    assert any(line.startswith("  - state machine shop-raw-preprod belongs") for line in lines) is tags
+    assert "another endpoint or account" in err.hint and "from project 'warehouse'" in err.hint
+    assert "dorc destroy shop raw --env preprod --target localstack" in err.hint
+
+
+def test_a_foreign_state_machine_alone_is_refused(setup):
+    doc = deployed_state(*setup)
+    (arn,) = [a for a in doc["state_machines"] if a.endswith(":shop-processed-preprod")]
+    doc["state_machines"][arn]["tags"] = {"dorc:project": "warehouse"}
+    with pytest.raises(DorcError, match="state machine shop-processed-preprod belongs to project 'warehouse'"):
+        _plan(setup, doc)
+
+
+def test_reading_the_endpoint_reads_the_owners_tags(setup):
+    """``ListTags`` / ``ListTagsForResource`` are what the ownership check reads."""
+    plans, universal, infra, _ = setup
+
+    class Found(_Recorder):
+        MISSING = {k: v for k, v in _Recorder.MISSING.items() if k not in ("get_function", "describe_state_machine")}
+
+        def __getattr__(self, name):
+            inner = super().__getattr__(name)
+
+            def call(**params):
+                inner(**params)
+                if name == "get_function":
+                    return {"Configuration": {"FunctionArn": f"arn:{params['FunctionName']}", "CodeSha256": "x"}}
+                if name == "list_tags":
+                    return {"Tags": {"dorc:project": "warehouse", "of": params["Resource"]}}
+                if name == "describe_state_machine":
+                    return {"definition": "{}", "roleArn": "r"}
+                if name == "list_tags_for_resource":
+                    return {"tags": [{"key": "dorc:project", "value": "warehouse"}]}
+                return {}
+            return call
+
+    c = _Clients()
+    for attr in ("awslambda", "states"):
+        setattr(c, attr, Found(c.log, {}))
+    state = read_remote_state(c, plans, universal, infra)
+    assert state.functions["shop-raw-f1-preprod"]["Tags"] == {"dorc:project": "warehouse",
+                                                              "of": "arn:shop-raw-f1-preprod"}
+    assert {sm["tags"]["dorc:project"] for sm in state.state_machines.values()} == {"warehouse"}

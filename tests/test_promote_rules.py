@@ -23,7 +23,8 @@ from dorc.project import find_project
 from dorc.promote import PromotionRefused, diff, local_last_run, promote
 from dorc.records import write_record
 from dorc.result import RunResult, StepError
-from dorc.targets.deployments import Backend, Deployed, LastRun, deployment_stamp, last_execution_since
+from dorc.targets.deployments import (Backend, Deployed, LastRun, Running, deployment_stamp, last_execution_since,
+                                      running_differences)
 from helpers import OK_HANDLER, chain_main, make_project
 
 INSTANCE, LAYER = "demo", "main"
@@ -54,9 +55,16 @@ class MemoryBackend:
         self.deployments: dict[tuple[str, str], Deployed] = {}
         self.executions: dict[str, list[dict]] = {}
         self.deploy_calls: list[tuple[str, dict[str, str] | None]] = []
+        self.actual: dict[str, Running] = {}  # env -> what really runs there, when not the record
 
     def deployed(self, plan: LayerPlan) -> Deployed | None:
         return self.deployments.get((plan.env, plan.key))
+
+    def running(self, deployed: Deployed) -> Running:
+        """What runs: what was deployed, unless ``self.actual`` says another checkout changed it."""
+        if deployed.env in self.actual:
+            return self.actual[deployed.env]
+        return running_as_recorded(deployed)
 
     def last_run(self, deployed: Deployed) -> LastRun:
         return last_execution_since(self.executions.get(deployed.env, []), deployed)
@@ -84,6 +92,15 @@ class MemoryBackend:
         item = {"name": f"exec{len(runs) + 1}", "status": status, "startDate": since + offset}
         runs.append(item)
         return item
+
+
+def running_as_recorded(deployed: Deployed) -> Running:
+    """The ``Running`` of an environment that runs exactly what ``deployed`` records."""
+    functions = {f["key"]: {"sha256": deployed.packages.get(f["key"]), "timeout": f["timeout"],
+                            "memory": f["memory"], "runtime": f["runtime"], "handler": f["handler"],
+                            "environment": dict(f["environment"])}
+                 for f in deployed.plan_settings.get("functions", [])}
+    return Running(functions, deployed.plan_settings.get("asl"), None)
 
 
 class NonDeterministicBackend(MemoryBackend):
@@ -738,3 +755,258 @@ def test_promotion_to_preprod_reads_the_run_records(v, tmp_path):
     assert backend.deploy_calls == []
     record(tmp_path, at=T0 + 120)
     assert to_preprod(backend, v["base"], last_run=check).changes == ["first deployment of preprod: 2 function(s)"]
+
+
+# --- what the source actually runs -------------------------------------------------------------
+
+
+def _other_checkout(backend: MemoryBackend, env: str, **changes) -> Running:
+    """What ``env`` runs once another checkout deployed there: the record's functions with
+    ``changes`` (function key -> fields) applied; the record itself is left as it was."""
+    actual = running_as_recorded(backend.deployments[(env, KEY)])
+    for key, fields in changes.items():
+        actual.functions[key] = None if fields is None else {**actual.functions[key], **fields}
+    backend.actual[env] = actual
+    return actual
+
+
+@pytest.mark.parametrize("force, skip_checks", [(False, False), (True, True)])
+def test_prod_refused_when_preprod_runs_other_code_than_its_record(v, force, skip_checks):
+    """Another checkout deployed other code to preprod and ran it successfully: this build
+    failed its own preprod run, and the record still names its packages."""
+    backend = MemoryBackend()
+    to_preprod(backend, v["base"])
+    backend.execute("preprod", "FAILED", offset=timedelta(seconds=1))
+    _other_checkout(backend, "preprod", f1={"sha256": sha("their f1")})
+    backend.execute("preprod", "SUCCEEDED", offset=timedelta(seconds=9))  # their code's run
+    with pytest.raises(PromotionRefused) as exc:
+        to_prod(backend, v["base"], force=force, skip_checks=skip_checks)
+    err = exc.value
+    assert err.exit_code == 1
+    assert err.message.splitlines() == [
+        "refused: what preprod runs is not what its deployment record says (memory):",
+        f"  - function f1: runs code {sha('their f1')[:12]}, recorded {PKG['f1'][:12]}",
+    ]
+    assert "another checkout" in err.hint and "dorc promote demo main --to preprod" in err.hint
+    assert backend.deploy_calls[1:] == [] and backend.deployed(v["base"].prod) is None
+
+
+@pytest.mark.parametrize("changes, line", [
+    ({"f2": {"timeout": 3}}, "function f2: runs timeout 3, recorded 600"),
+    ({"f1": {"environment": {"API_KEY": "0" * 16}}},  # the variables dorc sets are gone, API_KEY changed
+     "function f1: runs other environment variable(s) API_KEY, DORC_ENV, DORC_PIPELINE, DORC_PROJECT, "
+     "HOLDING_BUCKET"),
+    ({"f2": None}, f"function f2: not there (recorded {PKG['f2'][:12]})"),
+])
+def test_prod_refused_when_preprods_functions_run_other_settings(v, preprod_ran, changes, line):
+    _other_checkout(preprod_ran, "preprod", **changes)
+    with pytest.raises(PromotionRefused) as exc:
+        to_prod(preprod_ran, v["base"])
+    assert f"  - {line}" in exc.value.message.splitlines()
+    assert_no_secret(exc.value.message)
+
+
+def test_a_changed_state_machine_definition_is_refused(v, preprod_ran):
+    actual = _other_checkout(preprod_ran, "preprod")
+    actual.asl = {**actual.asl, "Comment": "deployed from elsewhere"}
+    with pytest.raises(PromotionRefused, match="  - state machine: runs another definition than recorded"):
+        to_prod(preprod_ran, v["base"])
+
+
+def test_only_an_execution_after_the_code_was_put_in_place_counts(v):
+    """Another checkout deployed its code, ran it, then put this build's code back: the record is
+    right again, but the successful execution ran their code (it predates the functions' change)."""
+    backend = MemoryBackend()
+    to_preprod(backend, v["base"])
+    backend.execute("preprod", "SUCCEEDED", offset=timedelta(seconds=5))
+    since = datetime.fromisoformat(backend.deployed(v["base"].preprod).deployed_at.replace("Z", "+00:00"))
+    put_back = (since + timedelta(seconds=7)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    _other_checkout(backend, "preprod").changed_at = put_back
+    with pytest.raises(PromotionRefused, match=rf"\(none; no execution of demo-main-preprod since it was deployed "
+                                               rf"at {put_back}\)"):
+        to_prod(backend, v["base"])
+    backend.execute("preprod", "SUCCEEDED", offset=timedelta(seconds=9))
+    assert to_prod(backend, v["base"]).packages == {"f1": PKG["f1"], "f2": PKG["f2"]}
+
+
+def test_running_differences_of_what_runs_as_recorded_are_none(v, preprod_ran):
+    deployed = preprod_ran.deployed(v["base"].preprod)
+    assert running_differences(deployed, running_as_recorded(deployed)) == []
+    replaced = running_as_recorded(deployed)
+    replaced.functions["f1"]["environment"]["API_KEY"] = None  # replaced on this machine: not compared
+    assert running_differences(deployed, replaced) == []
+    gone = Running(running_as_recorded(deployed).functions, None)
+    assert running_differences(deployed, gone) == ["state machine: not there"]
+
+
+# --- the hand-over chain ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> dict[str, Variant]:
+    """demo/main hands over to demo/next, which hands over to demo/last."""
+    root = make_project(tmp_path_factory.mktemp("chain"), {
+        KEY: {"main": chain_main("f1", handover="next"), "functions": {"f1": OK_HANDLER}},
+        "demo/next": {"main": chain_main("g1", handover="last"), "functions": {"g1": OK_HANDLER}},
+        "demo/last": {"main": chain_main("h1"), "functions": {"h1": OK_HANDLER}},
+    })
+    for layer in ("main", "next", "last"):
+        for env in ("preprod", "prod"):
+            (root / "src/demo" / layer / f"Pulumi.{env}.yaml").write_text("config:\n  aws:region: eu-west-2\n")
+    project = find_project(root)
+    return {layer: Variant(*(plan_layer(project, INSTANCE, layer, env) for env in ("preprod", "prod")))
+            for layer in ("main", "next", "last")}
+
+
+def test_a_layer_is_refused_where_its_hand_over_chain_is_not_deployed(chain):
+    backend = MemoryBackend()
+    pkgs = {"f1": PKG["f1"]}
+    targets = [chain["next"].preprod, chain["last"].preprod]
+    with pytest.raises(PromotionRefused) as exc:
+        to_preprod(backend, chain["main"], packages=pkgs, handover_chain=targets)
+    err = exc.value
+    assert err.message == ("refused: demo/main hands over to demo/next -> demo/last, and demo/next, demo/last "
+                           "are not deployed to preprod on memory")
+    assert err.hint == ("promote the hand-over chain first, last layer first: dorc promote demo last --to preprod "
+                        "then dorc promote demo next --to preprod")
+    assert backend.deploy_calls == []
+
+    backend.deploy(with_packages(chain["last"].preprod, {"h1": sha("h1")}), None)
+    with pytest.raises(PromotionRefused, match=r"and demo/next is not deployed to preprod on memory") as exc:
+        to_preprod(backend, chain["main"], packages=pkgs, handover_chain=targets, force=True, skip_checks=True)
+    assert exc.value.hint == "promote the hand-over chain first, last layer first: dorc promote demo next --to preprod"
+
+    backend.deploy(with_packages(chain["next"].preprod, {"g1": sha("g1")}), None)
+    assert to_preprod(backend, chain["main"], packages=pkgs, handover_chain=targets).packages == pkgs
+
+
+def test_prod_checks_the_chain_in_prod(chain):
+    """The chain deployed in preprod says nothing about prod: even --force --skip-checks refuse."""
+    backend = MemoryBackend()
+    for layer, fn in (("last", "h1"), ("next", "g1")):
+        backend.deploy(with_packages(chain[layer].preprod, {fn: sha(fn)}), None)
+    pkgs = {"f1": PKG["f1"]}
+    to_preprod(backend, chain["main"], packages=pkgs, handover_chain=[chain["next"].preprod, chain["last"].preprod])
+    with pytest.raises(PromotionRefused, match="demo/next, demo/last are not deployed to prod on memory"):
+        to_prod(backend, chain["main"], packages=pkgs, force=True, skip_checks=True,
+                handover_chain=[chain["next"].prod, chain["last"].prod])
+    assert backend.deployed(chain["main"].prod) is None
+
+
+# --- local_last_run: the very packages and settings --------------------------------------------
+
+
+BUILD = {"f1": sha("pkg f1"), "f2": sha("pkg f2")}
+
+
+def _digests(expected: dict[tuple[str, bool], str]):
+    """``plan_digest(env, packaged)`` as promotion computes it for the current definition."""
+    asked = []
+
+    def plan_digest(env: str, packaged: bool) -> str | None:
+        asked.append((env, packaged))
+        return expected.get((env, packaged))
+
+    plan_digest.asked = asked
+    return plan_digest
+
+
+def _identity_record(state_dir: Path, *, at: float, target="localstack", sources=None, packages=None,
+                     digest=None) -> str:
+    result = RunResult(pipeline=INSTANCE, layer=LAYER, target=target, env=target, started_at=at)
+    extra = {"sources": {KEY: sources} if sources else {}, "packages": {KEY: packages} if packages else {},
+             "plan_digests": {KEY: digest}}
+    write_record(state_dir, result, extra)
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_no_deploy_run_of_deployed_code_is_not_a_run_of_this_build(tmp_path):
+    """``--no-deploy`` ran what was deployed (its record has packages, no sources)."""
+    digest = _digests({("localstack", True): sha("plan with BUILD")})
+    when = _identity_record(tmp_path, at=T0, packages={**BUILD, "f1": sha("old f1")}, digest=sha("old plan"))
+    run = local_last_run(tmp_path, KEY, SOURCES, packages=BUILD, plan_digest=digest)
+    assert run == LastRun("stale", when, f"localstack run {when} ran other packages (what was deployed, not this "
+                                         "build); run the current build")
+    later = _identity_record(tmp_path, at=T0 + 60, packages=BUILD, digest=sha("plan with BUILD"))
+    assert local_last_run(tmp_path, KEY, SOURCES, packages=BUILD, plan_digest=digest) == LastRun(
+        "succeeded", later, f"localstack run {later}")  # deployed code that is this very build counts
+    assert digest.asked == [("localstack", True)]
+
+
+def test_a_run_whose_settings_changed_since_is_stale(tmp_path):
+    """Same function sources, but ``__main__.py`` changed (a timeout, a variable) after the run."""
+    when = _identity_record(tmp_path, at=T0, target="local", sources=SOURCES, digest=sha("plan before the edit"))
+    digest = _digests({("local", False): sha("plan after the edit")})
+    run = local_last_run(tmp_path, KEY, SOURCES, packages=BUILD, plan_digest=digest)
+    assert run == LastRun("stale", when, f"local run {when} ran other settings (the definition or its settings "
+                                         "changed since); run the current build")
+    assert digest.asked == [("local", False)]
+    assert local_last_run(tmp_path, KEY, SOURCES, packages=BUILD,
+                          plan_digest=_digests({("local", False): sha("plan before the edit")})).status == "succeeded"
+    # a record without a plan digest proves no settings
+    _identity_record(tmp_path, at=T0 + 60, target="local", sources=SOURCES, digest=None)
+    assert local_last_run(tmp_path, KEY, SOURCES, packages=BUILD, plan_digest=digest).status == "stale"
+
+
+def test_a_deploying_localstack_run_of_this_build(tmp_path):
+    digest = _digests({("localstack", True): sha("plan")})
+    when = _identity_record(tmp_path, at=T0, sources=SOURCES, packages=BUILD, digest=sha("plan"))
+    assert local_last_run(tmp_path, KEY, SOURCES, packages=BUILD, plan_digest=digest).status == "succeeded"
+    assert local_last_run(tmp_path, KEY, SOURCES, packages={**BUILD, "f2": sha("other")},
+                          plan_digest=digest).what == f"localstack run {when} ran other packages; run the current build"
+
+
+# --- what runs in AWS: the Pulumi backend reads it with boto3 (moto here) ----------------------
+
+
+def test_the_pulumi_backend_reads_what_aws_runs(v, monkeypatch):
+    """Stack outputs say what ``pulumi up`` meant to deploy; ``running`` asks Lambda and Step
+    Functions what runs, and a function updated outside the stack shows as a difference."""
+    import io
+    import json
+    import zipfile
+
+    import boto3
+    from moto import mock_aws
+
+    from dorc.package import hex_digest
+    from dorc.targets.pulumi.backend import PulumiBackend
+
+    plan = v["base"].preprod
+    for var, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                       ("MOTO_ACCOUNT_ID", plan.account_id)):
+        monkeypatch.setenv(var, value)
+    with mock_aws():
+        role = boto3.client("iam", region_name=plan.region).create_role(
+            RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        lam = boto3.client("lambda", region_name=plan.region)
+        packages = {}
+        for fn in plan.functions:
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w") as z:
+                z.writestr("lambda.py", f"def handler(event, context):\n    return {fn.key!r}\n")
+            cfg = lam.create_function(FunctionName=fn.name, Runtime=fn.runtime, Role=role, Handler=fn.handler,
+                                      Timeout=fn.timeout, MemorySize=fn.memory, Code={"ZipFile": buf.getvalue()},
+                                      Environment={"Variables": fn.environment})
+            packages[fn.key] = hex_digest(cfg["CodeSha256"])
+        boto3.client("stepfunctions", region_name=plan.region).create_state_machine(
+            name=plan.state_machine_name, definition=json.dumps(plan.asl), roleArn=role)
+        built = with_packages(plan, packages)
+        outputs = {"packages": packages, "plan_settings": built.snapshot(), "plan_digest": built.digest(),
+                   "deployed_at": deployment_stamp(), "state_machine_arn": plan.state_machine_arn}
+
+        class Outputs:
+            def outputs(self, spec):
+                return outputs
+
+        backend = PulumiBackend(None, engine=Outputs())
+        monkeypatch.setattr("dorc.targets.pulumi.backend.layer_stack", lambda project, p: None)
+        deployed = backend.deployed(plan)
+        running = backend.running(deployed)
+        assert running.packages == packages and running.asl == plan.asl
+        assert running.changed_at and running.changed_at.endswith("Z")
+        assert running_differences(deployed, running) == []
+
+        lam.update_function_configuration(FunctionName=plan.functions[1].name, Timeout=5)
+        assert running_differences(deployed, backend.running(deployed)) == [
+            "function f2: runs timeout 5, recorded 600"]

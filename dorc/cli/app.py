@@ -1,18 +1,20 @@
 """The ``dorc`` command: parse, call the library (``dorc.api``), render. No logic lives here.
 
 Exit codes: 0 success; 1 the pipeline ran and failed; 2 invalid definition, project, command
-line or a missing tool (nothing ran).
+line or a missing tool (nothing ran); 3 an internal error in dorc (a bug: one line, and the
+traceback with ``DORC_DEBUG=1``); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 import typer
 
-from ..errors import DorcError
-from . import deploy, localstack, pipelines, plan, store
+from ..errors import DorcError, FileSystemError
+from . import deploy, localstack, pipelines, plan, scaffold, store
 
 app = typer.Typer(
     help="Run serverless data pipelines in-process, in LocalStack and in AWS from one definition.",
@@ -26,6 +28,9 @@ app.command()(pipelines.run)
 app.command()(pipelines.validate)
 app.command("list")(pipelines.list_)
 app.command()(pipelines.runs)
+app.command()(scaffold.init)
+app.command()(scaffold.new)
+app.command()(scaffold.invoke)
 app.command()(plan.plan)
 app.command()(deploy.deploy)
 app.command()(deploy.destroy)
@@ -48,8 +53,14 @@ def _root(version: bool = typer.Option(False, "--version", callback=_show_versio
     """Run serverless data pipelines in-process, in LocalStack and in AWS from one definition."""
 
 
+INTERNAL_ERROR = 3
+DEBUG_VAR = "DORC_DEBUG"
+
+
 def main() -> None:
-    """Console-script entry point: user mistakes become one message and exit code 2."""
+    """Console-script entry point: user mistakes become one message and exit code 2; a file the
+    machine refuses (permissions, a full disk) one message naming it; anything else is a bug in
+    dorc: one line asking for a report, exit 3, the traceback only with ``DORC_DEBUG=1``."""
     try:
         code = app(standalone_mode=False)  # returns the code of a typer.Exit instead of raising it
     except DorcError as exc:
@@ -69,8 +80,30 @@ def main() -> None:
         if _is_usage_error(exc):  # bad command line: click's own message, exit 2
             exc.show()  # type: ignore[attr-defined]
             sys.exit(getattr(exc, "exit_code", 2) or 2)
-        raise
+        if isinstance(exc, OSError) and exc.filename:  # the machine refused a file: say which, and the fix
+            from ..render import print_error
+
+            error = FileSystemError.from_os_error(exc)
+            print_error(error)
+            sys.exit(error.exit_code)
+        if os.environ.get(DEBUG_VAR, "") not in ("", "0"):
+            raise
+        _internal_error(exc)
+        sys.exit(INTERNAL_ERROR)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _internal_error(exc: Exception) -> None:
+    """A bug in dorc, not the user's mistake: say so in one line, where it broke, and how to see more."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = next((f" at {os.path.basename(f.filename)}:{f.lineno} in {f.name}" for f in reversed(frames)
+                  if os.sep + "dorc" in f.filename), "")
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    sys.stderr.write(f"internal error in dorc: {type(exc).__name__}{': ' + message if message else ''}{where}\n"
+                     f"  this is a bug in dorc, please report it with the command you ran; "
+                     f"{DEBUG_VAR}=1 shows the traceback\n")
 
 
 def console_main() -> None:

@@ -11,8 +11,9 @@ from typing import Optional
 
 import typer
 
-from ..errors import DorcError
+from ..errors import DorcError, FileSystemError
 from ..project import find_project
+from ..result import RunCancelled, json_document
 from .options import ConfigRepo
 
 
@@ -46,17 +47,27 @@ def run(
         event_json = api.parse_event(event)
         out = console(stderr=as_json)
         observer = TerminalObserver(out, show_logs=not quiet)
-        with _stdout_fd_to_stderr(as_json):
-            result = api.run_pipeline(instance, layer, target=target, event=event_json, env=env, project=project,
-                                      observer=observer, endpoint=endpoint, deploy=not no_deploy, timeout=timeout,
-                                      dry_run=dry_run)
+        try:
+            with _stdout_fd_to_stderr(as_json):
+                result = api.run_pipeline(instance, layer, target=target, event=event_json, env=env, project=project,
+                                          observer=observer, endpoint=endpoint, deploy=not no_deploy, timeout=timeout,
+                                          dry_run=dry_run)
+        except RunCancelled as exc:  # Ctrl-C: what ran is shown and recorded as cancelled; exit 130 as a shell expects
+            observer.interrupted()
+            result = exc.result
+            code = 130
+        else:
+            code = None
     if result is None:  # --dry-run: the calls were listed, nothing ran
         raise typer.Exit(0)
     if as_json:
         sys.stdout.write(result.to_json(logs=False) + "\n")
     else:
         summary(out, result)
-    raise typer.Exit(0 if result.succeeded else 1)
+    if code == 130:
+        recorded = f"; recorded as cancelled: {result.record_path}" if result.record_path else ""
+        sys.stderr.write(f"interrupted{recorded}\n")
+    raise typer.Exit(code if code is not None else 0 if result.succeeded else 1)
 
 
 @contextlib.contextmanager
@@ -67,8 +78,26 @@ def _errors_as_json(active: bool):
         yield
     except DorcError as exc:
         if active:
-            sys.stdout.write(json.dumps(exc.to_dict()) + "\n")
+            sys.stdout.write(json_document(exc.to_dict(), indent=None) + "\n")
         raise
+    except OSError as exc:
+        if not exc.filename:  # not a file the machine refused: an internal error (below)
+            _internal_error_as_json(active, exc)
+            raise
+        err = FileSystemError.from_os_error(exc)
+        if active:
+            sys.stdout.write(json_document(err.to_dict(), indent=None) + "\n")
+        raise err from None
+    except Exception as exc:  # a bug in dorc: ``dorc.cli.app.main`` says so (exit 3)
+        _internal_error_as_json(active, exc)
+        raise
+
+
+def _internal_error_as_json(active: bool, exc: Exception) -> None:
+    if active and not isinstance(exc, typer.Exit):
+        sys.stdout.write(json_document({"status": "error", "exit_code": 3, "error": {
+            "type": "InternalError", "message": f"{type(exc).__name__}: {exc}",
+            "hint": "a bug in dorc: please report it; DORC_DEBUG=1 shows the traceback"}}, indent=None) + "\n")
 
 
 @contextlib.contextmanager
@@ -178,11 +207,13 @@ def runs(
         return
     rows = []
     for r in records:
-        failed = next((f"{s['layer']} {s['function']}: {s['error']['type']}" for s in r.get("steps", [])
+        failed = next((f"{s['layer']} {s['function']}: {s['error'].get('type', '')}" for s in r.get("steps", [])
                        if s.get("error")), "")
+        status = r.get("status")
         rows.append((str(r.get("started_at", "")).replace("T", " ").removesuffix("Z"),
                      f"{r.get('pipeline')}/{r.get('layer')}", r.get("target", ""), r.get("env", ""),
-                     "[green]succeeded[/]" if r.get("status") == "succeeded" else "[red]failed[/]",
+                     "[green]succeeded[/]" if status == "succeeded" else
+                     "[yellow]cancelled[/]" if status == "cancelled" else "[red]failed[/]",
                      str(len(r.get("steps", []))), failed))
     columns = ["started (UTC)", "pipeline", "target", "env", "status", "steps", "failed at"]
     if not any(row[-1] for row in rows):

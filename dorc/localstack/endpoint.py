@@ -24,22 +24,40 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # --------------------------------------------------------------------------------------------
 
 def endpoint_url(explicit: str | None = None) -> str:
-    """The LocalStack URL: ``explicit``, else ``$AWS_ENDPOINT_URL``, else ``$LOCALSTACK_HOST``
-    (``host[:port]``, port 4566 by default), else ``http://localhost:4566``."""
+    """The LocalStack URL: ``explicit`` (``--endpoint``), else localstack-client's rules:
+    ``$AWS_ENDPOINT_URL``, else ``$LOCALSTACK_HOST`` (``host[:port]``, port 4566 by default,
+    https with ``USE_SSL=1``), else ``http://localhost:4566``. The library is imported here, on
+    first use: local runs never import it."""
     if explicit:
         return explicit.rstrip("/")
-    env_url = os.environ.get("AWS_ENDPOINT_URL", "").strip()
-    if env_url:
-        return env_url.rstrip("/")
-    host = os.environ.get("LOCALSTACK_HOST", "").strip()
-    if host:
-        if "://" in host:
-            return host.rstrip("/")
-        host = host.rstrip("/")
-        if host.startswith("["):  # [::1] or [::1]:4566
-            return f"http://{host}" if "]:" in host else f"http://{host}:{DEFAULT_PORT}"
-        return f"http://{host}" if ":" in host else f"http://{host}:{DEFAULT_PORT}"
-    return DEFAULT_ENDPOINT
+    from localstack_client.config import get_service_endpoint
+
+    try:
+        url = get_service_endpoint("edge")  # one edge endpoint serves every service
+    except RuntimeError as exc:  # LOCALSTACK_HOST that is not host[:port]
+        raise LocalStackError(f"LOCALSTACK_HOST={os.environ.get('LOCALSTACK_HOST', '')!r}: {exc}",
+                              hint="set LOCALSTACK_HOST to host[:port] (USE_SSL=1 for https), or give the "
+                                   "whole URL as AWS_ENDPOINT_URL or --endpoint") from None
+    return (url or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def session(explicit: str | None = None, region: str = "us-east-1"):
+    """A boto3-compatible session for LocalStack (``localstack_client.session.Session``, test
+    credentials) whose clients all reach ``endpoint_url(explicit)`` in ``region``."""
+    from localstack_client.session import Session
+
+    endpoint = endpoint_url(explicit)
+
+    class EndpointSession(Session):
+        """The library's session, pinned to the endpoint dorc resolved (its own constructor
+        would let ``$AWS_ENDPOINT_URL`` win over an explicit ``--endpoint``)."""
+
+        def __init__(self):
+            super().__init__(aws_access_key_id="test", aws_secret_access_key="test", region_name=region)
+            self.endpoint_url = endpoint
+            self._service_endpoint_mapping = dict.fromkeys(self._service_endpoint_mapping, endpoint)
+
+    return EndpointSession()
 
 
 def health(endpoint: str, timeout: float = 2.0) -> dict | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from dorc_sim.aws import FAKE_CREDENTIALS, LocalAWS
 from dorc_sim.fixtures import FixtureError, Fixtures
 from dorc_sim.runtime import FunctionRuntime, FunctionSpec
@@ -112,11 +111,10 @@ def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project,
     ``plans`` holds every layer the run may reach; the caller builds them once.
     """
     observer = observer or NullObserver()
-    state_dir = project.state_dir
     first = plans[start]
     result = RunResult(pipeline=first.instance, layer=first.layer, target=TARGET, env=first.env)
     buckets = sorted({p.holding_bucket for p in plans.values()})
-    with Fixtures.for_plans(plans) as fixtures, LocalAWS(state_dir / "local-aws", first.region, buckets):
+    with Fixtures.for_plans(plans) as fixtures, LocalAWS(project.local_aws_dir, first.region, buckets):
         backend = _Backend(plans, fixtures, observer, result)
         t0 = time.perf_counter()  # the execution, as in AWS: not moto's start-up
         outcome = backend.run_machine(first, event_json)
@@ -129,7 +127,7 @@ def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project,
     return result
 
 
-def invoke_function(plan: LayerPlan, function: str, event_json: bytes, *, state_dir: Path,
+def invoke_function(plan: LayerPlan, function: str, event_json: bytes, *, project,
                     observer: Observer | None = None) -> StepResult:
     """One function alone, with the same runtime, environment and local AWS as in a run.
 
@@ -140,6 +138,6 @@ def invoke_function(plan: LayerPlan, function: str, event_json: bytes, *, state_
     fn = plan.function(function)
     result = RunResult(pipeline=plan.instance, layer=plan.layer, target=TARGET, env=plan.env)
     with (Fixtures.for_plans([plan]) as fixtures,
-          LocalAWS(state_dir / "local-aws", plan.region, [plan.holding_bucket])):
+          LocalAWS(project.local_aws_dir, plan.region, [plan.holding_bucket])):
         _Backend({plan.key: plan}, fixtures, observer, result).invoke_lambda(fn.arn, fn.key, event_json)
     return result.steps[0]

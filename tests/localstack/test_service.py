@@ -12,12 +12,14 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 import zipfile
 
 import pytest
 
+from dorc.errors import DorcError
 from dorc.localstack import service as ls
 from dorc.localstack.endpoint import endpoint_url, is_ready
 from dorc.localstack.install import is_installed
@@ -33,26 +35,64 @@ def _free_port() -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# endpoint_url: explicit > $AWS_ENDPOINT_URL > $LOCALSTACK_HOST > http://localhost:4566
+# endpoint_url: --endpoint > localstack-client's rules ($AWS_ENDPOINT_URL > $LOCALSTACK_HOST
+# host[:port], https with USE_SSL > http://localhost:4566)
 # ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("explicit, aws_endpoint_url, localstack_host, expected", [
-    (None, None, None, "http://localhost:4566"),
-    ("http://10.0.0.5:4599/", "http://ignored:1", "ignored:2", "http://10.0.0.5:4599"),
-    (None, "http://127.0.0.1:4567", "ignored:2", "http://127.0.0.1:4567"),
-    (None, None, "localstack", "http://localstack:4566"),
-    (None, None, "localhost.localstack.cloud:4599", "http://localhost.localstack.cloud:4599"),
-    (None, None, "https://ls.example:443", "https://ls.example:443"),
-    (None, None, "[::1]", "http://[::1]:4566"),
-    (None, "", "", "http://localhost:4566"),
+@pytest.mark.parametrize("explicit, aws_endpoint_url, localstack_host, use_ssl, expected", [
+    (None, None, None, None, "http://localhost:4566"),
+    ("http://10.0.0.5:4599/", "http://ignored:1", "ignored:2", None, "http://10.0.0.5:4599"),
+    (None, "http://127.0.0.1:4567", "ignored:2", None, "http://127.0.0.1:4567"),
+    (None, None, "localstack", None, "http://localstack:4566"),
+    (None, None, "localhost.localstack.cloud:4599", None, "http://localhost.localstack.cloud:4599"),
+    (None, None, "ls.example:443", "1", "https://ls.example:443"),  # the library's https: USE_SSL
+    (None, None, ":4599", None, "http://localhost:4599"),
+    (None, "", "", None, "http://localhost:4566"),
 ])
-def test_endpoint_url(monkeypatch, explicit, aws_endpoint_url, localstack_host, expected):
-    for var, value in (("AWS_ENDPOINT_URL", aws_endpoint_url), ("LOCALSTACK_HOST", localstack_host)):
+def test_endpoint_url(monkeypatch, explicit, aws_endpoint_url, localstack_host, use_ssl, expected):
+    for var, value in (("AWS_ENDPOINT_URL", aws_endpoint_url), ("LOCALSTACK_HOST", localstack_host),
+                       ("USE_SSL", use_ssl)):
         if value is None:
             monkeypatch.delenv(var, raising=False)
         else:
             monkeypatch.setenv(var, value)
     assert endpoint_url(explicit) == expected
+
+
+@pytest.mark.parametrize("localstack_host", ["https://ls.example:443", "[::1]"])
+def test_endpoint_url_refuses_what_localstack_client_cannot_parse(monkeypatch, localstack_host):
+    """LOCALSTACK_HOST is host[:port] for localstack-client: a URL or an IPv6 address is one clear
+    error (dorc no longer reads it by hand), pointing at AWS_ENDPOINT_URL for a whole URL."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("LOCALSTACK_HOST", localstack_host)
+    with pytest.raises(DorcError) as err:
+        endpoint_url(None)
+    assert "LOCALSTACK_HOST" in str(err.value) and "AWS_ENDPOINT_URL" in err.value.hint
+
+
+def test_clients_come_from_a_localstack_client_session_on_the_explicit_endpoint(monkeypatch):
+    """--endpoint wins over $AWS_ENDPOINT_URL for every client, and the session is the library's."""
+    from localstack_client.session import Session
+
+    from dorc.localstack.endpoint import session
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://elsewhere:1")
+    s = session("http://127.0.0.1:4599/", "eu-west-2")
+    assert isinstance(s, Session)
+    for service in ("s3", "lambda", "stepfunctions", "logs"):
+        client = s.client(service)
+        assert client.meta.endpoint_url == "http://127.0.0.1:4599"
+        assert client.meta.region_name == "eu-west-2"
+
+
+def test_a_local_run_does_not_import_localstack_client(census_repo):
+    """localstack-client is imported on first use of LocalStack: ``dorc run --local`` never does."""
+    code = ("import sys\nfrom dorc import api\n"
+            f"res = api.run_pipeline('census', 'raw', config_repo={str(census_repo)!r}, record=False)\n"
+            "assert res.succeeded, res.error\nprint('localstack_client' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
 
 
 def test_is_ready_false_when_nothing_listens():

@@ -5,11 +5,11 @@ the same ``RunResult`` as a local run. ``dry_run`` shows the deployment's calls 
 
 from __future__ import annotations
 
-from ...errors import DorcError, LocalStackRunError
+from ...errors import DorcError, LocalStackError, LocalStackRunError
 from ...localstack.endpoint import require_ready
 from ...observer import NullObserver, Progress
 from ...plan import LayerPlan
-from ...result import RunResult
+from ...result import RunResult, StepResult
 from .clients import Clients, error_code
 from .deploy import deploy, deployment_file, function_environments, read_deployment, stack_name
 from .dryrun import dry_run  # noqa: F401  (``dorc run --localstack --dry-run``)
@@ -41,6 +41,7 @@ def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project, 
                 if missing:
                     raise LocalStackRunError(f"not deployed to LocalStack: {', '.join(missing)}",
                                              hint="run without --no-deploy, or `dorc deploy ... --target localstack`")
+                _require_deployed(Clients(ep, plans[start].region), plans, ep)
         except DorcError:
             raise
         except Exception as exc:
@@ -48,6 +49,49 @@ def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project, 
                                      hint="fix the cause and run again; a re-run completes a half-done deployment") from None
         c = Clients(ep, plans[start].region)
         return execute(c, plans, start, event_json, observer, timeout)
+
+
+def invoke_function(plan: LayerPlan, function: str, event_json: bytes, *, project, observer=None,
+                    endpoint: str | None = None, deploy_first: bool = True) -> StepResult:
+    """One function of the deployed layer invoked directly (deployed first unless
+    ``deploy_first`` is False), with the layer's fixtures running as in ``run``."""
+    from dorc_sim.fixtures import Fixtures
+
+    from .history import invoke
+
+    ep = require_ready(endpoint)
+    plan.function(function)  # KeyError before anything is deployed
+    with Fixtures.for_plans([plan], stable_ports=True) as fixtures:
+        if deploy_first:
+            plans = {plan.key: plan}
+            deploy(plans, project=project, endpoint=ep, environments=function_environments(plans, fixtures),
+                   progress=(observer or NullObserver()).progress)
+        return invoke(Clients(ep, plan.region), plan, function, event_json)
+
+
+def _require_deployed(c: Clients, plans: dict[str, LayerPlan], endpoint: str) -> None:
+    """``--no-deploy`` trusts dorc's deployment records; a LocalStack restarted since (without
+    persistence) has forgotten what they say it holds: say so before starting anything."""
+    for key, plan in plans.items():
+        gone = []
+        try:
+            c.states.describe_state_machine(stateMachineArn=plan.state_machine_arn)
+        except Exception as exc:
+            if error_code(exc) != "StateMachineDoesNotExist":
+                raise
+            gone.append(f"state machine {plan.state_machine_name}")
+        for fn in plan.functions:
+            try:
+                c.awslambda.get_function_configuration(FunctionName=fn.name)
+            except Exception as exc:
+                if error_code(exc) != "ResourceNotFoundException":
+                    raise
+                gone.append(f"function {fn.name}")
+        if gone:
+            raise LocalStackError(
+                f"{key} is recorded as deployed but LocalStack at {endpoint} does not have it (restarted?): "
+                f"missing {', '.join(gone)}",
+                hint="run without --no-deploy: dorc deploys it again, then runs")
 
 
 def destroy(plan: LayerPlan, *, project, endpoint: str | None, progress: Progress) -> None:

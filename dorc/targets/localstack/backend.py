@@ -7,7 +7,7 @@ from ...localstack.endpoint import require_ready
 from ...observer import Progress
 from ...package import hex_digest
 from ...plan import LayerPlan
-from ..deployments import Deployed, LastRun, last_execution_since
+from ..deployments import Deployed, LastRun, Running, last_execution_since, read_running, running_differences
 from .clients import Clients
 from .deploy import deploy, read_deployment, stack_name
 from .dryrun import dry_run  # noqa: F401  (``dorc deploy --dry-run``: ``dorc.delivery`` calls it here)
@@ -37,6 +37,30 @@ class LocalStackBackend:
         return Deployed(env=plan.env, packages=dep.packages, plan_settings=dep.plan_settings,
                         plan_digest=dep.plan_digest, deployed_at=dep.deployed_at,
                         state_machine_arn=dep.state_machine_arn)
+
+    def running(self, deployed: Deployed) -> Running:
+        """What the functions and the state machine the record names run, as LocalStack reports
+        it; ``[local.environment]`` variables are this machine's and not compared."""
+        c = Clients(self.endpoint, deployed.state_machine_arn.split(":")[3])
+        return read_running(deployed, c.awslambda, c.states, replaced=set(self.project.settings.local_environment))
+
+    def ran(self, plans: dict[str, LayerPlan]) -> dict[str, dict]:
+        """For the record of a ``--no-deploy`` run: per layer, the packages that ran (each
+        function's CodeSha256) and the digest of the plan that ran, None when the deployment does
+        not match its record (then nothing proves which settings ran)."""
+        out = {}
+        for key, plan in plans.items():
+            try:
+                dep = self.deployed(plan)
+                if dep is None:
+                    out[key] = {"packages": self.running_packages(plan), "plan_digest": None}
+                    continue
+                running = self.running(dep)
+                out[key] = {"packages": running.packages,
+                            "plan_digest": None if running_differences(dep, running) else dep.plan_digest}
+            except Exception:  # nothing readable: the run proves nothing about any build
+                out[key] = {"packages": {}, "plan_digest": None}
+        return out
 
     def last_run(self, deployed: Deployed) -> LastRun:
         """The newest execution of the deployed state machine started after that deployment."""

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 TARGET = "localstack"
-_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 
 
 @dataclass
@@ -15,12 +14,13 @@ class Clients:
     region: str
 
     def __post_init__(self):
-        import boto3
         from botocore.config import Config
 
+        from ...localstack.endpoint import session
+
         cfg = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=60)
-        self._make = lambda svc: boto3.client(svc, endpoint_url=self.endpoint, region_name=self.region,
-                                              config=cfg, **_CREDENTIALS)
+        self.session = session(self.endpoint, self.region)  # localstack-client's, on this endpoint
+        self._make = lambda svc: self.session.client(svc, config=cfg)
         self._cache: dict[str, Any] = {}
 
     def __getattr__(self, service: str):

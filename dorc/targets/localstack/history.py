@@ -72,13 +72,13 @@ class _HistoryReader:
         while True:
             events = self._history(execution_arn)
             for ev in events[seen:]:
-                open_step = self._on_event(ev, sm_arn, open_step, deadline)
+                open_step = self._on_event(ev, execution_arn, sm_arn, open_step, deadline)
             seen = len(events)
             desc = self.c.states.describe_execution(executionArn=execution_arn)
             if desc["status"] != "RUNNING":
                 events = self._history(execution_arn)
                 for ev in events[seen:]:
-                    open_step = self._on_event(ev, sm_arn, open_step, deadline)
+                    open_step = self._on_event(ev, execution_arn, sm_arn, open_step, deadline)
                 return desc["status"], desc
             if time.monotonic() > deadline:
                 try:
@@ -93,7 +93,7 @@ class _HistoryReader:
     def _history(self, arn: str) -> list[dict[str, Any]]:
         return execution_history(self.c.states, arn)
 
-    def _on_event(self, ev: dict[str, Any], sm_arn: str, open_step, deadline: float):
+    def _on_event(self, ev: dict[str, Any], execution_arn: str, sm_arn: str, open_step, deadline: float):
         kind = ev["type"]
         if kind == "TaskStateEntered":
             name = ev["stateEnteredEventDetails"]["name"]
@@ -102,15 +102,16 @@ class _HistoryReader:
                 plan, fn = hit
                 self.observer.step_started(plan.key, fn.key, fn.name)
                 return {"plan": plan, "fn": fn, "input": ev["stateEnteredEventDetails"].get("input"),
-                        "start": ev["timestamp"]}
+                        "start": ev["timestamp"], "execution": execution_arn, "state_machine": sm_arn}
             return {"handover": name, "start": ev["timestamp"]}
         if open_step is None:
             if kind in ("FailStateEntered",):
                 return None
             return open_step
         if kind == "TaskSucceeded" and "fn" in open_step:
-            payload = json.loads(ev["taskSucceededEventDetails"]["output"]).get("Payload")
-            self._finish(open_step, ev, output=json.dumps(payload).encode(), error=None)
+            result = json.loads(ev["taskSucceededEventDetails"]["output"])
+            self._finish(open_step, ev, output=json.dumps(result.get("Payload")).encode(), error=None,
+                         request_id=_request_id_in_result(result))
             return open_step | {"done": True}
         if kind == "TaskFailed" and "fn" in open_step:
             d = ev["taskFailedEventDetails"]
@@ -134,7 +135,7 @@ class _HistoryReader:
     def _finish(self, open_step, ev, *, output: bytes | None, error: StepError | None,
                 request_id: str | None = None) -> None:
         plan, fn = open_step["plan"], open_step["fn"]
-        logs, request_id, duration, memory = self._logs(fn, open_step["start"], request_id)
+        logs, request_id, duration, memory = self._logs(fn, open_step, request_id)
         for line in logs.splitlines():
             self.observer.log(line)
         if duration is None:
@@ -149,39 +150,84 @@ class _HistoryReader:
         self.result.steps.append(step)
         self.observer.step_finished(step)
 
-    def _logs(self, fn, start, request_id: str | None = None) -> tuple[str, str | None, float | None, int | None]:
+    def _logs(self, fn, step: dict[str, Any], request_id: str | None) -> tuple[str, str | None, float | None, int | None]:
         """The step's own invocation in CloudWatch Logs (START..REPORT) and what its REPORT says.
+
+        Which call is the step's: the one with ``request_id``, which the execution history names
+        (a lambda:invoke result's ``SdkResponseMetadata``, as AWS returns it and dorc's LocalStack
+        executor makes LocalStack return it; a failed call's error). Another execution of the same
+        state machine running at the same time calls the same function: only the id tells the
+        calls apart, never their order or timing. Without an id (a LocalStack not started by dorc)
+        see ``_unnamed_call``.
 
         LocalStack writes a call's lines from another thread, some time after the call returned (and
         after Step Functions recorded the result), stamped with the time they are written: so no line
         of this step's call is older than the step, and they may arrive late. Poll until the call is
-        complete (its REPORT line is there), for ``LOG_WAIT`` seconds at most. Which call is the
-        step's: the one with ``request_id`` when the result names it (failed calls do); otherwise the
-        first call that started since the step began and that no earlier step of this run took (a
-        function's calls are logged in the order they end, and the step's call ended before the
-        next one of the same function could start)."""
-        since = int(start.timestamp() * 1000)
+        complete (its REPORT line is there), for ``LOG_WAIT`` seconds at most."""
+        since = int(step["start"].timestamp() * 1000)
         deadline = time.monotonic() + LOG_WAIT
         delay = 0.05
         partial: list[str] | None = None
         while True:
             calls = _invocations(self._log_events(fn.log_group, since))
-            chunk, complete = _pick_invocation(calls, request_id, self.claimed)
+            if request_id is None:
+                chunk, complete = self._unnamed_call(calls, step)
+                if chunk is None and complete:  # proven ambiguous: no lines rather than another run's
+                    return _note(f"this step's call cannot be told apart from the calls of other executions "
+                                 f"of {step['state_machine'].rsplit(':', 1)[-1]} that ran at the same time "
+                                 "(the execution history names no request id)"), None, None, None
+            else:
+                chunk, complete = _pick_invocation(calls, request_id, self.claimed)
             if chunk and complete:
                 self.claimed.add(_request_id_of(chunk[0]))
                 return _parse_report(chunk)
             partial = chunk or partial
             if time.monotonic() >= deadline:
                 if partial:  # the step's call, never completed in the logs: what there is of it
+                    self.claimed.add(_request_id_of(partial[0]))
                     return "\n".join(partial) + "\n", _request_id_of(partial[0]), None, None
-                if request_id is not None:  # an id that no call in the logs has (not Lambda's own)
-                    chunk, complete = _pick_invocation(calls, None, self.claimed)
-                    if chunk and complete:
-                        self.claimed.add(_request_id_of(chunk[0]))
-                        return _parse_report(chunk)
-                return "", request_id, None, None
+                if request_id is not None:
+                    return _note(f"no lines of request {request_id} in {fn.log_group} after {LOG_WAIT:.0f} s"), \
+                        request_id, None, None
+                return "", None, None, None
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
+
+    def _unnamed_call(self, calls: list[tuple[list[str], bool]], step: dict[str, Any]) -> tuple[list[str] | None, bool]:
+        """The step's call when the history names no request id: the first call of the function that
+        started since the step began and that no earlier step of this run took (a function's calls
+        are logged in the order they end, and the step's call ended before the next one of the same
+        function could start) -- but only while no other execution of the step's state machine (the
+        only caller of a dorc function) ran between ``LOG_WAIT`` seconds before the step and now:
+        such an execution's calls (or their late lines) could be the first. Then ``(None, True)``:
+        proven ambiguous, the step gets no lines rather than a guess."""
+        chunk, complete = _pick_invocation(calls, None, self.claimed)
+        if chunk is None:
+            return None, False
+        window_start = step["start"].timestamp() - LOG_WAIT
+        if self._other_executions(step["state_machine"], step["execution"], window_start):
+            return None, True
+        return chunk, complete
+
+    def _other_executions(self, sm_arn: str, own_arn: str, since: float) -> bool:
+        """True when an execution of ``sm_arn`` other than ``own_arn`` was running at any time since
+        ``since`` (epoch seconds), or when that cannot be read."""
+        kw: dict[str, Any] = {"stateMachineArn": sm_arn, "maxResults": 1000}
+        try:
+            for _ in range(20):
+                page = self.c.states.list_executions(**kw)
+                for ex in page.get("executions", []):
+                    if ex["executionArn"] == own_arn:
+                        continue
+                    stop = ex.get("stopDate")
+                    if stop is None or stop.timestamp() >= since:
+                        return True
+                kw["nextToken"] = page.get("nextToken")
+                if not kw["nextToken"]:
+                    return False
+        except Exception:  # noqa: BLE001 - cannot prove there were none
+            return True
+        return True
 
     def _log_events(self, log_group: str, since_ms: int) -> list[dict[str, Any]]:
         """The log group's events since ``since_ms`` (all pages); none while the group does not exist yet."""
@@ -243,6 +289,23 @@ def _pick_invocation(calls: list[tuple[list[str], bool]], request_id: str | None
     return None, False
 
 
+def _request_id_in_result(result: Any) -> str | None:
+    """The Lambda call's request id in a lambda:invoke result: ``SdkResponseMetadata.RequestId``, or
+    the ``x-amzn-RequestId`` header in ``SdkHttpMetadata`` (AWS returns both)."""
+    if not isinstance(result, dict):
+        return None
+    rid = (result.get("SdkResponseMetadata") or {}).get("RequestId")
+    if not rid:
+        headers = (result.get("SdkHttpMetadata") or {}).get("HttpHeaders") or {}
+        rid = next((v for k, v in headers.items() if k.lower() == "x-amzn-requestid"), None)
+    return rid if isinstance(rid, str) and rid else None
+
+
+def _note(text: str) -> str:
+    """What a step's logs hold when dorc cannot show its call's lines: why, and no one else's lines."""
+    return f"[dorc] no logs: {text}\n"
+
+
 def _request_id_from(cause: str) -> str | None:
     """The request id a Lambda error names (dorc's runtime adds it, as Lambda does)."""
     try:
@@ -274,3 +337,37 @@ def _error_from(error: str, cause: str) -> StepError:
     if isinstance(doc, dict) and "errorMessage" in doc:
         return StepError(error or doc.get("errorType", "Error"), doc["errorMessage"], doc.get("stackTrace") or [])
     return StepError(error, cause)
+
+
+def invoke(c: Clients, plan: LayerPlan, function: str, event_json: bytes) -> StepResult:
+    """One deployed function invoked directly (``Invoke``, its log tail read back): the same
+    ``StepResult`` as a local ``invoke_function``. Only Lambda's rules apply, as in AWS: a
+    non-2xx ``statusCode`` is a successful invocation."""
+    import base64
+
+    fn = plan.function(function)
+    t0 = time.perf_counter()
+    resp = c.awslambda.invoke(FunctionName=fn.name, Payload=event_json, LogType="Tail")
+    wall_ms = (time.perf_counter() - t0) * 1000
+    payload = resp["Payload"].read()
+    logs = base64.b64decode(resp.get("LogResult") or b"").decode("utf-8", "replace")
+    lines = [line for line in logs.splitlines() if line]
+    start = next((i for i, line in enumerate(lines) if line.startswith("START RequestId:")), None)
+    if start is not None and lines[-1].startswith("REPORT RequestId:"):
+        logs, request_id, duration, memory = _parse_report(lines[start:])
+    else:
+        request_id, duration, memory = resp["ResponseMetadata"].get("RequestId"), None, None
+    error = None
+    if resp.get("FunctionError"):
+        try:
+            doc = json.loads(payload)
+        except ValueError:
+            doc = None
+        error = (StepError(doc.get("errorType", "Error"), doc.get("errorMessage", ""), doc.get("stackTrace") or [])
+                 if isinstance(doc, dict) else StepError(resp["FunctionError"], payload.decode("utf-8", "replace")))
+    return StepResult(
+        function=fn.key, layer=plan.key, deployed_name=fn.name, status="failed" if error else "succeeded",
+        duration_ms=duration if duration is not None else wall_ms, input_json=event_json,
+        output_json=None if error else json.dumps(json.loads(payload)).encode(), error=error,
+        request_id=request_id, logs=logs, max_memory_mb=memory,
+    )

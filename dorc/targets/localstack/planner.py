@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import LocalStackRunError
+from ...errors import DorcError, LocalStackRunError
 from ...package import code_sha256, hex_digest
 from ...plan import FunctionPlan, InfraPlan, LayerPlan, UniversalPlan, artifact_key
 from .remote import POLICY_NAME, RemoteState
@@ -53,6 +53,7 @@ def plan_deployment(plans: dict[str, LayerPlan], universal: UniversalPlan, infra
     ``environments``: layer key -> function key -> variables as deployed. ``promoted``: layer
     key -> function key -> sha256 of packages that must already be in the artifact bucket; every
     other function must have been packaged."""
+    refuse_foreign(plans, remote)
     calls = _shared(universal, infra, remote)
     uploaded = set(remote.artifacts)
     for key in children_first(plans):
@@ -83,6 +84,39 @@ def children_first(plans: dict[str, LayerPlan]) -> list[str]:
     for key in plans:
         visit(key)
     return order
+
+
+def owner(tags: dict[str, str] | None, environment: dict[str, Any] | None = None) -> str | None:
+    """The project a deployed resource belongs to: its ``dorc:project`` tag, else (a function
+    deployed before dorc tagged it) its ``DORC_PROJECT`` variable; None when neither says."""
+    return (tags or {}).get("dorc:project") or ((environment or {}).get("Variables") or {}).get("DORC_PROJECT")
+
+
+def refuse_foreign(plans: dict[str, LayerPlan], remote: RemoteState) -> None:
+    """Names carry no project, so two projects deploying the same instance and layer to one
+    endpoint get the same names: updating them would take over the other project's pipeline."""
+    foreign = []
+    for plan in plans.values():
+        for fn in plan.functions:
+            have = remote.functions.get(fn.name)
+            who = owner(have.get("Tags"), have.get("Environment")) if have else None
+            if who and who != plan.project:
+                foreign.append((f"function {fn.name}", who, plan))
+        sm = remote.state_machines.get(plan.state_machine_arn)
+        who = owner(sm.get("tags")) if sm else None
+        if who and who != plan.project:
+            foreign.append((f"state machine {plan.state_machine_name}", who, plan))
+    if not foreign:
+        return
+    plan = foreign[0][2]
+    lines = "\n".join(f"  - {what} belongs to project {who!r} (tag dorc:project), not {p.project!r}"
+                      for what, who, p in foreign)
+    raise DorcError(  # exit 2: nothing was changed, nothing ran
+        f"refused to deploy {plan.key} ({plan.env}): the endpoint holds resources of the same names that "
+        f"another project deployed:\n{lines}",
+        hint=f"deployed names carry no project: deploy {plan.key} to another endpoint or account, rename the "
+             f"instance or layer, or remove the other project's deployment first (from project {foreign[0][1]!r}: "
+             f"dorc destroy {plan.instance} {plan.layer} --env {plan.env} --target localstack)")
 
 
 # -- shared: the universal and infra-<env> stacks' resources ----------------------------------

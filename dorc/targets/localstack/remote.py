@@ -30,9 +30,9 @@ class RemoteState:
     buckets: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"eventbridge": bool}
     roles: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"trust_policy", "policy" | None}
     artifacts: list[str] = field(default_factory=list)  # keys present in the artifact bucket
-    functions: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> FUNCTION_KEYS subset
+    functions: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> FUNCTION_KEYS subset, "Tags"
     log_groups: dict[str, int | None] = field(default_factory=dict)  # name -> retention days (None: never expire)
-    state_machines: dict[str, dict[str, Any]] = field(default_factory=dict)  # arn -> {"definition", "roleArn"}
+    state_machines: dict[str, dict[str, Any]] = field(default_factory=dict)  # arn -> {"definition", "roleArn", "tags"}
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> rule settings and "Targets"
 
     @classmethod
@@ -132,6 +132,9 @@ def read_remote_state(clients: Clients, plans: dict[str, LayerPlan], universal: 
                     raise
             else:
                 state.functions[fn.name] = {k: cfg[k] for k in FUNCTION_KEYS if k in cfg}
+                # whose it is: a deploy must not take over another project's function of the same name
+                tags = lam.list_tags(Resource=cfg.get("FunctionArn", fn.arn)).get("Tags", {})
+                state.functions[fn.name]["Tags"] = tags
             groups = logs.describe_log_groups(logGroupNamePrefix=fn.log_group)["logGroups"]
             for group in groups:
                 if group["logGroupName"] == fn.log_group:
@@ -142,8 +145,10 @@ def read_remote_state(clients: Clients, plans: dict[str, LayerPlan], universal: 
             if not _absent(exc, "StateMachineDoesNotExist"):
                 raise
         else:
+            tags = sfn.list_tags_for_resource(resourceArn=plan.state_machine_arn).get("tags", [])
             state.state_machines[plan.state_machine_arn] = {"definition": json.loads(sm["definition"]),
-                                                            "roleArn": sm.get("roleArn")}
+                                                            "roleArn": sm.get("roleArn"),
+                                                            "tags": {t["key"]: t["value"] for t in tags}}
         for t in plan.triggers:
             try:
                 rule = events.describe_rule(Name=t.rule_name)

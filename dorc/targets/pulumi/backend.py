@@ -9,7 +9,7 @@ from typing import Callable
 
 from ...errors import DorcError
 from ...plan import LayerPlan
-from ..deployments import Deployed, LastRun, last_execution_since
+from ..deployments import Deployed, LastRun, Running, last_execution_since, read_running
 from .engine import AutomationEngine, Engine
 from .stacks import StackSpec, stack_spec
 
@@ -33,6 +33,15 @@ class PulumiBackend:
         return Deployed(env=plan.env, packages=dict(out["packages"]), plan_settings=out.get("plan_settings") or {},
                         plan_digest=out.get("plan_digest", ""), deployed_at=out.get("deployed_at", ""),
                         state_machine_arn=out.get("state_machine_arn", ""))
+
+    def running(self, deployed: Deployed) -> Running:
+        """What the stack's functions and state machine run, as AWS reports it (the stack's
+        outputs only say what the last ``pulumi up`` meant to deploy)."""
+        import boto3
+
+        region = deployed.state_machine_arn.split(":")[3]
+        return read_running(deployed, boto3.client("lambda", region_name=region),
+                            boto3.client("stepfunctions", region_name=region))
 
     def last_run(self, deployed: Deployed) -> LastRun:
         """The newest execution of the deployed state machine since it was deployed (AWS API)."""

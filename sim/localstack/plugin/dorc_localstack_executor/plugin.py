@@ -8,6 +8,8 @@ class DorcRuntimeExecutorPlugin(RuntimeExecutorPlugin):
     name = "dorc"
 
     def load(self, *args, **kwargs):
+        from dorc_localstack_executor import sfn_metadata
         from dorc_localstack_executor.executor import DorcRuntimeExecutor
 
+        sfn_metadata.install()  # lambda:invoke results name the call's request id, as in AWS
         return DorcRuntimeExecutor
