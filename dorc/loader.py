@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import contextlib
 import os
 import runpy
 import sys
+import threading
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,8 +143,8 @@ def load_pipeline(project: Project, instance: str, layer: str, env: str) -> Load
     saved_path = list(sys.path)
     sys.path.insert(0, str(main_file.parent))
     exits: list[_ProcessExit] = []
-    saved_exit = os._exit
-    os._exit = _load_exit(exits)  # os._exit would end dorc at once, silently: as the runtime does for handlers
+    exit_guard = _ExitWhileLoading.active(exits)  # os._exit would end dorc at once, silently
+    exit_guard.__enter__()
     _FallbackFinder.active = True
     modules_before = set(sys.modules)
     try:
@@ -161,7 +163,7 @@ def load_pipeline(project: Project, instance: str, layer: str, env: str) -> Load
     except Exception as exc:  # the user's file itself is broken
         raise DefinitionError(_function_problems(rel, invalid) + [_load_failure(rel, main_file, exc)]) from None
     finally:
-        os._exit = saved_exit
+        exit_guard.__exit__(None, None, None)
         _FallbackFinder.active = False
         CAPTURE.reset(token)
         collected_invalid.reset(invalid_token)
@@ -233,13 +235,40 @@ class _ProcessExit(BaseException):
         self.code = code
 
 
-def _load_exit(calls: list[_ProcessExit]):
-    def _exit(code: int) -> None:
+class _ExitWhileLoading:
+    """``os._exit`` replaced while any thread loads a definition (two runs in threads load at
+    once): a call from a loading thread fails that load, a call from any other thread is the
+    real ``os._exit``. The real one is put back when the last load ends, whatever the order."""
+
+    _lock = threading.Lock()
+    _real = None
+    _loading: dict[int, list[_ProcessExit]] = {}
+
+    @classmethod
+    @contextlib.contextmanager
+    def active(cls, calls: list[_ProcessExit]):
+        me = threading.get_ident()
+        with cls._lock:
+            if not cls._loading:
+                cls._real = os._exit
+                os._exit = cls._exit
+            cls._loading[me] = calls
+        try:
+            yield
+        finally:
+            with cls._lock:
+                cls._loading.pop(me, None)
+                if not cls._loading:
+                    os._exit = cls._real
+
+    @classmethod
+    def _exit(cls, code: int) -> None:
+        calls = cls._loading.get(threading.get_ident())
+        if calls is None:
+            cls._real(code)
         exc = _ProcessExit(code)
         calls.append(exc)
         raise exc
-
-    return _exit
 
 
 def _exit_problem(file: str, main_file: Path, exc: SystemExit | _ProcessExit) -> Problem:

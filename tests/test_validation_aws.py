@@ -407,3 +407,26 @@ def test_the_seed_template_loads(project_factory):
     plan = plan_layer(find_project(root), "demo", "main", "localstack")
     assert plan.description == "from the seed's template" and plan.region == "eu-west-2"
     assert plan.functions[0].name == "demo-main-function1-localstack"
+
+
+def test_definitions_loaded_in_threads_at_once_put_the_real_os_exit_back(tmp_path):
+    """Two runs in threads load their definitions at the same time: whatever the order in which
+    the loads end, ``os._exit`` is the real one afterwards (a leak would turn every later
+    ``os._exit`` in dorc's process into a definition error)."""
+    import os
+    import threading
+
+    from dorc.api import validate
+    from dorc.project import find_project
+    from helpers import OK_HANDLER, chain_main, make_project
+
+    slow = "import time\ntime.sleep(0.2)\n"
+    root = make_project(tmp_path, {"demo/main": {"main": slow + chain_main("f1"), "functions": {"f1": OK_HANDLER}}})
+    project = find_project(root)
+    real = os._exit
+    threads = [threading.Thread(target=validate, args=(project, "demo", "main", "local")) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert os._exit is real
