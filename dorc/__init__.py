@@ -27,6 +27,7 @@ _EXPORTS = {
     "find_project": "dorc.project",
     "RunResult": "dorc.result",
     "StepResult": "dorc.result",
+    "RunFailed": "dorc.result",
     "DorcError": "dorc.errors",
     "DefinitionError": "dorc.errors",
     "CreateUniversal": "dorc.targets.pulumi.program",
@@ -51,4 +52,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .models import CronTrigger, Function, FunctionType, NextFunction, PipelineDefinition, S3Trigger
     from .pipeline import CreatePipeline, PipelineConfig, load_config
     from .project import find_project
-    from .result import RunResult, StepResult
+    from .result import RunFailed, RunResult, StepResult

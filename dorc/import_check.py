@@ -235,3 +235,39 @@ def _distributions() -> dict[str, list[str]]:
 
         _DISTRIBUTIONS = md.packages_distributions()
     return _DISTRIBUTIONS
+
+
+#: Modules imported under another name than the distribution that installs them.
+_KNOWN_DISTRIBUTIONS = {"yaml": "pyyaml", "pil": "pillow", "sklearn": "scikit-learn", "bs4": "beautifulsoup4",
+                        "cv2": "opencv-python", "dateutil": "python-dateutil", "dotenv": "python-dotenv",
+                        "jwt": "pyjwt", "magic": "python-magic", "attr": "attrs", "google": "protobuf"}
+
+
+def install_hint(function_dir: Path, error_message: str) -> str | None:
+    """For a ``Runtime.ImportModuleError`` of a module that the function's (or its layer's)
+    requirements.txt declares: the ``pip install -r`` that puts it where local runs import from."""
+    import os
+    import re
+
+    m = re.search(r"No module named '([^']+)'", error_message)
+    if not m:
+        return None
+    module = m.group(1).split(".")[0]
+    wanted = {_normalize(module), _normalize(_KNOWN_DISTRIBUTIONS.get(module.lower(), module))}
+    for req in (function_dir / "requirements.txt", function_dir.parent.parent / "requirements.txt"):
+        try:
+            lines = req.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        names = {_normalize(n) for n in (_requirement_name(line.split(" #", 1)[0].strip()) for line in lines
+                                         if line.strip() and not line.lstrip().startswith("#")) if n}
+        if names & wanted:
+            try:
+                shown = os.path.relpath(req)
+            except ValueError:
+                shown = str(req)
+            if shown.startswith(".."):
+                shown = str(req)
+            return (f"{module!r} is declared in {shown} but not installed where dorc runs: "
+                    f"pip install -r {shown}")
+    return None

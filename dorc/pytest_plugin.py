@@ -451,3 +451,58 @@ def dorc_localstack(request, tmp_path_factory):
         yield LocalStackHandle(endpoint=info.endpoint, mode=info.mode, port=port, state_dir=str(state_dir))
     finally:
         api.localstack_stop(port=port, state_dir=state_dir)
+
+
+# -- a failing test says why the run failed ---------------------------------------------------
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """``assert result.succeeded`` fails with pytest's one-line ``where``: below it, a section per
+    failed ``RunResult``/``StepResult`` the test held (its failing step, error, stack trace, logs)."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when != "call" or not report.failed or call.excinfo is None:
+        return
+    from dorc.result import RunFailed
+
+    if isinstance(call.excinfo.value, RunFailed):  # raise_for_failure(): the report is the message
+        return
+    for title, text in _failure_sections(item, call.excinfo):
+        report.sections.append((title, text))
+
+
+def _failure_sections(item, excinfo) -> list[tuple[str, str]]:
+    from dorc.result import RunResult, StepResult
+
+    code = getattr(getattr(item, "obj", None), "__code__", None)
+    frames = [e.frame for e in excinfo.traceback if code is not None and e.frame.code.raw is code]
+    if not frames and len(excinfo.traceback):
+        frames = [excinfo.traceback[-1].frame]
+    held = [(name, value) for frame in frames for name, value in frame.f_locals.items()
+             if isinstance(value, (RunResult, StepResult)) and not value.succeeded]
+    held.sort(key=lambda nv: not isinstance(nv[1], RunResult))  # runs first: a step of one is told with it
+    message = str(excinfo.value)
+    sections, told = [], set()
+    for name, value in held:
+        if id(value) in told:
+            continue
+        told.add(id(value))
+        told.update(id(s) for s in getattr(value, "steps", []))
+        report = value.failure_report()
+        failed_line = next((line for line in report.splitlines() if line.startswith("failed step: ")), None)
+        if failed_line and failed_line in message:  # pytest_assertrepr_compare said it already
+            continue
+        what = "the run" if name.startswith("@") else name  # ``assert dorc_run(...).succeeded``: a rewrite temporary
+        sections.append((f"dorc: why {what} {value.status}", report))
+    return sections
+
+
+def pytest_assertrepr_compare(config, op, left, right):
+    """``assert result.failed_step is None`` / ``assert step == ...``: the failure report of the
+    failed run or step on either side."""
+    from dorc.result import RunResult, StepResult
+
+    for side in (left, right):
+        if isinstance(side, (RunResult, StepResult)) and not side.succeeded:
+            return [f"{left!r} {op} {right!r}", *side.failure_report().splitlines()]
+    return None

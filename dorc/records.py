@@ -9,10 +9,12 @@ processes, keep both). Records are strict JSON (``result.json_document``).
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,8 @@ def write_record(state_dir: Path, result: RunResult, extra: dict[str, Any] | Non
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(result.started_at))
     base = f"{stamp}-{int(result.started_at * 1000) % 1000:03d}-{result.pipeline}-{result.layer}-{result.target}-{result.env}"
-    doc = result.to_dict()
+    run_id = uuid.uuid4().hex  # stable: ``dorc runs show ID`` takes its first characters
+    doc = {"id": run_id, **result.to_dict()}
     if extra:
         doc.update(extra)
     text = json_document(doc)
@@ -52,6 +55,7 @@ def write_record(state_dir: Path, result: RunResult, extra: dict[str, Any] | Non
     finally:
         tmp.unlink(missing_ok=True)  # a full disk or a failed link leaves no temporary file behind
     result.record_path = path
+    result.run_id = run_id
     return path
 
 
@@ -107,8 +111,27 @@ def read_records(state_dir: Path, *, pipeline: str | None = None, layer: str | N
         if env and doc.get("env") != env:
             continue
         doc["record_path"] = str(path)
+        if not isinstance(doc.get("id"), str) or not doc["id"]:  # a record from before ids: one from its name
+            doc["id"] = hashlib.sha1(path.name.encode()).hexdigest()
         out.append(doc)
     return out
+
+
+SHORT_ID = 8  # characters of a run's id shown by ``dorc runs`` and taken by ``dorc runs show``
+
+
+def find_record(state_dir: Path, run_id: str) -> dict[str, Any] | None:
+    """The record whose id starts with ``run_id`` (``"last"``: the newest); None when none does.
+    A prefix that several records share is an error listing them."""
+    records = read_records(state_dir)
+    if run_id == "last":
+        return records[-1] if records else None
+    hits = [r for r in records if r["id"].startswith(run_id.lower())] if run_id else []
+    if len(hits) > 1:
+        raise DorcError(f"run id {run_id!r} matches {len(hits)} runs: "
+                        + ", ".join(r["id"][:SHORT_ID + 4] for r in hits[-5:]),
+                        hint="give more characters of the id (dorc runs lists them)")
+    return hits[0] if hits else None
 
 
 def _record_order(path: Path) -> tuple[str, int]:

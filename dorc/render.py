@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -19,6 +20,40 @@ from .result import RunResult, StepResult
 def console(stderr: bool = False) -> Console:
     # The stream is fixed now: the Lambda runtime swaps sys.stdout while handlers run.
     return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=True)
+
+
+def wraps(out: Console) -> bool:
+    """A terminal (or a width stated in ``COLUMNS``) gets dorc's own lines wrapped at spaces, as
+    a terminal would otherwise break them mid-word; piped output keeps each line whole (grep)."""
+    return out.is_terminal or bool(os.environ.get("COLUMNS"))
+
+
+def say(out: Console, head: Text | str, body: Text | str) -> None:
+    """``head`` then ``body``, wrapped at spaces with the lines hanging under the body's start; a
+    token too long for that (a path, a deployed name) starts a line of its own instead."""
+    head, body = Text(head) if isinstance(head, str) else head, Text(body) if isinstance(body, str) else body
+    if not wraps(out):
+        out.print(head + body)
+        return
+    longest = max((len(w) for w in body.plain.split()), default=0)
+    indent = head.cell_len if longest <= out.width - head.cell_len else 2 if longest <= out.width - 2 else 0
+    lines = list(body.wrap(out, max(out.width - indent, 10), overflow="fold"))
+    if indent < head.cell_len:  # the head on a line of its own
+        first = head.copy()
+        first.rstrip()
+        out.print(first, soft_wrap=True)
+    else:
+        lines[0] = head + lines[0] if lines else head
+        if len(lines) == 1:
+            lines[0].rstrip()
+            out.print(lines[0], soft_wrap=True)
+            return
+        lines = [lines[0]] + [Text(" " * indent) + line for line in lines[1:]]
+        indent = 0
+    for line in lines:
+        line = Text(" " * indent) + line
+        line.rstrip()
+        out.print(line, soft_wrap=True)
 
 
 _FRAME = ("START ", "END ", "REPORT ")  # the runtime's own lines, dim
@@ -51,7 +86,7 @@ class TerminalObserver:
         """Deployment stages (LocalStack, Pulumi): one dim line each."""
         with self._lock:
             self._draw()
-            self.out.print(Text("  · " + message, style="dim"))
+            say(self.out, Text("  · ", style="dim"), Text(message, style="dim"))
 
     def engine_output(self, text: str) -> None:
         """Pulumi's own lines, as it writes them."""
@@ -62,8 +97,8 @@ class TerminalObserver:
     def step_started(self, layer: str, function: str, deployed_name: str) -> None:
         with self._lock:
             self._draw()
-            self.out.print(Text.assemble(("▶ ", "bold cyan"), (f"{layer} ", "cyan"), (function, "bold"),
-                                         (f"  ({deployed_name})", "dim")))
+            say(self.out, Text("▶ ", style="bold cyan"), Text.assemble((f"{layer} ", "cyan"), (function, "bold"),
+                                                                    (f"  ({deployed_name})", "dim")))
             if self.out.is_terminal:
                 self._status = self.out.status(f"running {layer} {function}…", spinner="dots")
                 self._status.start()
@@ -142,41 +177,82 @@ class TerminalObserver:
         if step.succeeded:
             return
         err = step.error
-        self.out.print(Text.assemble(("✗ ", "bold red"), (f"{step.layer} {step.function} failed: ", "red"),
-                                     (f"{err.type}: {err.message}" if err else "", "bold red")))
+        say(self.out, Text("✗ ", style="bold red"), Text.assemble((f"{step.layer} {step.function} failed: ", "red"),
+                                                                  (f"{err.type}: {err.message}" if err else "", "bold red")))
         if err and err.stack_trace and not self.show_logs:  # with logs shown, the [ERROR] lines had them
+            here = os.getcwd() + os.sep  # paths below the working directory as the user types them
             for frame in err.stack_trace:
-                self.out.print(Text("    " + frame.rstrip().replace("\n", "\n    "), style="red"))
+                for line in frame.rstrip().replace(f'File "{here}', 'File "').splitlines():
+                    say(self.out, "    ", Text(line, style="red"))
 
 
-def summary(out: Console, result: RunResult) -> None:
-    table = Table(title=f"{result.pipeline} ({result.target}, env {result.env})", title_justify="left")
-    table.add_column("layer")
-    table.add_column("function")
-    table.add_column("status", overflow="fold")  # the error type whole, on a narrow terminal too
-    table.add_column("duration", justify="right")
-    table.add_column("memory", justify="right")
-    table.add_column("statusCode", justify="right")
+def summary(out: Console, result: RunResult, *, project=None) -> None:
+    """The steps as a table; on a terminal too narrow for it, one entry per step whose lines
+    wrap at spaces (a table would cut names to "…" or fold them mid-word). ``project``: for the
+    fix of an import a requirements.txt declares."""
+    from .describe import format_duration
+
+    rows = []
     for s in result.steps:
         out_val = s.output if s.output_json is not None and len(s.output_json) < 1_000_000 else None
         code = json.dumps(out_val.get("statusCode")) if isinstance(out_val, dict) and "statusCode" in out_val else "-"
-        table.add_row(
-            s.layer, s.function,
-            Text("succeeded", style="green") if s.succeeded else Text(f"failed ({s.error.type})" if s.error else "failed", style="red"),
-            f"{s.duration_ms:.1f} ms", f"{s.max_memory_mb} MB" if s.max_memory_mb else "-", code,
-        )
-    out.print(table)
+        status = Text("succeeded", style="green") if s.succeeded else Text(
+            f"failed ({s.error.type})" if s.error else "failed", style="red")
+        rows.append((s, status, format_duration(s.duration_ms), f"{s.max_memory_mb} MB" if s.max_memory_mb else "-", code))
+    title = f"{result.pipeline} ({result.target}, env {result.env})"
+    table = Table(title=title, title_justify="left")
+    for col in ("layer", "function", "status"):
+        table.add_column(col, no_wrap=True)
+    for col in ("duration", "memory", "statusCode"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for s, status, duration, memory, code in rows:
+        table.add_row(s.layer, s.function, status, duration, memory, code)
+    natural = out.measure(table, options=out.options.update_width(10_000)).maximum
+    if natural <= out.width:
+        out.print(table)
+    else:
+        out.print(Text(title, style="italic"))
+        for s, status, duration, memory, code in rows:
+            say(out, Text("  ✓ " if s.succeeded else "  ✗ ", style="green" if s.succeeded else "red"),
+                Text.assemble((s.layer, "bold"), " ", (s.function, "bold")))
+            say(out, "      ", Text.assemble(status, f" · {duration} · memory {memory}",
+                                             f" · statusCode {code}" if code != "-" else ""))
     verdict = Text("✓ pipeline succeeded", style="bold green") if result.succeeded else Text(
         f"✗ pipeline cancelled: {result.error.message if result.error else 'interrupted'}", style="bold yellow"
     ) if result.cancelled else Text(
         f"✗ pipeline failed at {result.failed_step.layer} {result.failed_step.function}" if result.failed_step
         else f"✗ pipeline failed: {result.error.type if result.error else ''}", style="bold red")
-    verdict.append(f"  in {result.duration_ms:.0f} ms", style="dim")
-    out.print(verdict)
+    verdict.append(f"  in {format_duration(result.duration_ms)}", style="dim")
+    say(out, "", verdict)
+    if project is not None and result.failed_step is not None:
+        print_import_fix(out, project, result.failed_step)
     for warning in result.warnings:
-        out.print(Text("warning: ", style="bold yellow") + Text(warning))
+        say(out, Text("warning: ", style="bold yellow"), warning)
     if result.record_path:
-        out.print(Text(f"run record: {result.record_path}", style="dim"))
+        shown = _shown_path(result.record_path) + (f" (dorc runs show {result.run_id[:8]})" if result.run_id else "")
+        say(out, Text("run record: ", style="dim"), Text(shown, style="dim"))
+
+
+def print_import_fix(out: Console, project, step: StepResult) -> None:
+    """A ``Runtime.ImportModuleError`` of a package the function's requirements.txt declares:
+    the ``pip install -r`` to run (the runtime reports the error as AWS does; the fix is dorc's)."""
+    if step.error is None or step.error.type != "Runtime.ImportModuleError":
+        return
+    from .import_check import install_hint
+
+    instance, _, layer = step.layer.partition("/")
+    hint = install_hint(project.layer_dir(instance, layer) / "src" / step.function, step.error.message)
+    if hint:
+        say(out, Text("  fix: ", style="yellow"), hint)
+
+
+def _shown_path(path) -> str:
+    """Relative to the working directory when below it: shorter, and still a path to paste."""
+    try:
+        rel = os.path.relpath(str(path))
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
 
 
 def print_error(exc: DorcError) -> None:
@@ -186,13 +262,13 @@ def print_error(exc: DorcError) -> None:
         for p in exc.problems:
             print_problem(err, p)
     else:
-        err.print(Text("error: ", style="bold red") + Text(exc.message))
+        say(err, Text("error: ", style="bold red"), exc.message)
     if exc.hint:
-        err.print(Text("  fix: ", style="yellow") + Text(exc.hint))
+        say(err, Text("  fix: ", style="yellow"), exc.hint)
 
 
 def print_problem(out: Console, p: Problem) -> None:
     where = Text(p.file, style="bold")
     if p.function:
         where.append(f" [function {p.function}]", style="cyan")
-    out.print(Text("  ✗ ", style="red") + where + Text(": " + p.message))
+    say(out, Text("  ✗ ", style="red"), where + Text(": " + p.message))

@@ -51,6 +51,25 @@ class StepResult:
     def output(self) -> Any:
         return None if self.output_json is None else json.loads(self.output_json)
 
+    def __repr__(self) -> str:
+        """Short enough for pytest's one-line ``where`` (the full story: ``failure_report()``)."""
+        what = f"{self.layer}:{self.function} {self.status}"
+        if self.error:
+            what += f": {_one_line(f'{self.error.type}: {self.error.message}')}"
+        return f"StepResult({what})"
+
+    def failure_report(self) -> str:
+        """The step's error, stack trace and logs, as a failing test shows them ("" if it succeeded)."""
+        if self.succeeded:
+            return ""
+        return "\n".join(_step_report(self))
+
+    def raise_for_failure(self) -> StepResult:
+        """``RunFailed`` (an ``AssertionError``) with ``failure_report()`` if the step failed; else ``self``."""
+        if not self.succeeded:
+            raise RunFailed(self.failure_report(), self)
+        return self
+
     def to_dict(self, *, logs: bool = True) -> dict[str, Any]:
         d = {
             "function": self.function,
@@ -84,6 +103,7 @@ class RunResult:
     record_path: Path | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. an import AWS could not satisfy
     cancelled: bool = False  # stopped by Ctrl-C: the steps done so far, recorded as "cancelled"
+    run_id: str | None = None  # the run record's id (``dorc runs show ID``), once recorded
 
     @property
     def status(self) -> str:
@@ -110,6 +130,40 @@ class RunResult:
     def failed_step(self) -> StepResult | None:
         return next((s for s in self.steps if not s.succeeded), None)
 
+    def __repr__(self) -> str:
+        """Status and failing step in one short line (pytest's ``where`` shows it cut at 240 characters)."""
+        what = f"{self.pipeline}/{self.layer} on {self.target} ({self.env}) {self.status}"
+        failed = self.failed_step
+        if failed is not None:
+            what += f" at {failed.layer}:{failed.function}"
+        if self.error is not None:
+            what += f": {_one_line(f'{self.error.type}: {self.error.message}')}"
+        return f"RunResult({what}, {len(self.steps)} step(s))"
+
+    def failure_report(self) -> str:
+        """Which step failed, its error, stack trace and logs ("" if the run succeeded): what the pytest
+        plugin shows under a failing assertion and ``raise_for_failure()`` raises."""
+        if self.succeeded:
+            return ""
+        lines = [f"run of {self.pipeline}/{self.layer} on {self.target} ({self.env}) {self.status}"
+                 + (f", record {self.run_id[:8]}" if self.run_id else "")]
+        done = [s for s in self.steps if s.succeeded]
+        if done:
+            lines.append("steps that succeeded: " + ", ".join(f"{s.layer}:{s.function}" for s in done))
+        failed = self.failed_step
+        if failed is not None:
+            lines += _step_report(failed)
+        elif self.error is not None:
+            lines.append(f"error: {self.error.type}: {self.error.message}")
+        return "\n".join(lines)
+
+    def raise_for_failure(self) -> RunResult:
+        """``RunFailed`` (an ``AssertionError``) with ``failure_report()`` if the run did not
+        succeed; else ``self``: ``dorc_run(...).raise_for_failure().output``."""
+        if not self.succeeded:
+            raise RunFailed(self.failure_report(), self)
+        return self
+
     def to_dict(self, *, logs: bool = True) -> dict[str, Any]:
         return {
             "status": self.status,
@@ -128,6 +182,41 @@ class RunResult:
 
     def to_json(self, *, logs: bool = True) -> str:
         return json_document(self.to_dict(logs=logs))
+
+
+class RunFailed(AssertionError):
+    """A run or step that did not succeed, raised by ``raise_for_failure()``; the message is its
+    failure report (step, error, stack trace, logs) and ``.result`` the RunResult or StepResult."""
+
+    def __init__(self, report: str, result: RunResult | StepResult):
+        super().__init__(report)
+        self.result = result
+
+
+REPORT_LOG_LINES = 40  # the last lines of a failed step's logs in a failure report
+
+
+def _one_line(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _step_report(step: StepResult) -> list[str]:
+    lines = [f"failed step: {step.layer}:{step.function} ({step.deployed_name})"
+             + (f", request {step.request_id}" if step.request_id else "")]
+    if step.error is not None:
+        lines.append(f"error: {step.error.type}: {step.error.message}")
+        if step.error.stack_trace:
+            lines.append("stack trace (most recent call last):")
+            lines += [f"  {line}" for frame in step.error.stack_trace for line in frame.rstrip("\n").split("\n")]
+    logs = step.logs.rstrip("\n").split("\n") if step.logs.strip() else []
+    if logs:
+        cut = len(logs) - REPORT_LOG_LINES
+        lines.append(f"logs of {step.function}" + (f" (last {REPORT_LOG_LINES} of {len(logs)} lines)" if cut > 0 else "") + ":")
+        lines += [f"  {line}" for line in logs[max(cut, 0):]]
+    else:
+        lines.append(f"logs of {step.function}: none")
+    return lines
 
 
 class RunCancelled(KeyboardInterrupt):

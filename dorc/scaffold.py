@@ -185,14 +185,22 @@ def stack_yaml(region: str) -> str:
 
 # -- dorc new --------------------------------------------------------------------------------
 
+HOLDING_ALIAS = "holding"
+HOLDING_TEMPLATE = "{project}-holding-{env}"
+
+
 def parse_trigger(text: str) -> CronTrigger | S3Trigger:
-    """``cron:EXPR`` (EventBridge's six fields) or ``s3:BUCKET/PREFIX``, checked by the models."""
+    """``cron:EXPR`` (EventBridge's six fields) or ``s3:BUCKET/PREFIX``, checked by the models.
+    ``s3:holding/PREFIX`` names the holding store of each environment (``{project}-holding-{env}``),
+    so the same trigger fires locally, in LocalStack and in AWS."""
     kind, sep, rest = text.partition(":")
     try:
         if sep and kind == "cron":
             return CronTrigger(name="schedule", cron=rest)
         if sep and kind == "s3":
             bucket, _, prefix = rest.partition("/")
+            if bucket == HOLDING_ALIAS:  # the holding store of whichever environment the layer runs in
+                bucket = HOLDING_TEMPLATE
             return S3Trigger(name="upload", bucket_name=bucket, key_prefix=prefix)
     except ValidationError as exc:
         raise DorcError(f"--trigger {text!r}: {_messages(exc)}",

@@ -166,6 +166,43 @@ def list_store(store_dir: Path) -> list[tuple[str, str, int]]:
     return out
 
 
+def stored_objects(store_dir: Path, bucket: str) -> dict[str, dict]:
+    """key -> {"etag", "size", "modified" (epoch seconds), ...} of one bucket of the persisted
+    store, without starting moto."""
+    bdir = Path(store_dir) / "s3" / bucket
+    out = {}
+    for key, meta in _read_index(bdir).items():
+        path = bdir / "objects" / quote(key, safe="")
+        if path.is_file():
+            out[key] = {**meta, "modified": path.stat().st_mtime}
+    return out
+
+
+def put_stored_object(store_dir: Path, bucket: str, key: str, body: bytes,
+                      content_type: str = "binary/octet-stream") -> dict:
+    """Store one object as a local run would (``dorc store put``) and return its index entry
+    (``etag`` is S3's for a single PUT: the body's MD5). Through moto when a local AWS for this
+    store is active in this process (its save on exit would drop a file written behind its back),
+    else straight into the folder and its index."""
+    active = LocalAWS._active
+    if active is not None and active.store_dir == Path(store_dir):
+        active.ensure_bucket(bucket)
+        active._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+        etag = active._s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+        return {"etag": etag, "size": len(body), "content_type": content_type,
+                "sha256": hashlib.sha256(body).hexdigest()}
+    bdir = Path(store_dir) / "s3" / bucket
+    objects_dir = bdir / "objects"
+    objects_dir.mkdir(parents=True, exist_ok=True)
+    _replace_with(objects_dir / (quote(key, safe="") + ".tmp"), objects_dir / quote(key, safe=""), body)
+    meta = {"etag": hashlib.md5(body).hexdigest(), "size": len(body), "content_type": content_type,
+            "sha256": hashlib.sha256(body).hexdigest()}
+    index = _read_index(bdir)
+    index[key] = meta
+    _replace_with(bdir / "index.json.tmp", bdir / "index.json", json.dumps(index, indent=1, sort_keys=True).encode())
+    return meta
+
+
 def clear_store(store_dir: Path) -> int:
     """Deletes the persisted store; returns how many objects it held."""
     n = len(list_store(store_dir))
@@ -175,4 +212,4 @@ def clear_store(store_dir: Path) -> int:
     return n
 
 
-__all__ = ["LocalAWS", "list_store", "clear_store", "FAKE_CREDENTIALS"]
+__all__ = ["LocalAWS", "list_store", "clear_store", "stored_objects", "put_stored_object", "FAKE_CREDENTIALS"]

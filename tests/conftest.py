@@ -42,7 +42,7 @@ def cli(monkeypatch, capsys):
     """``cli("run", "census", "raw", "--local", ...)`` -> CliResult: ``dorc.cli.main()`` in-process."""
     from dorc import cli as dorc_cli
 
-    monkeypatch.setenv("COLUMNS", "250")  # rich wraps at the terminal's width; keep lines whole
+    monkeypatch.setenv("COLUMNS", "2000")  # dorc wraps its lines at the terminal's width; keep them whole
 
     def run(*args: str) -> CliResult:
         capsys.readouterr()  # drop anything printed before

@@ -292,15 +292,15 @@ def test_list_census_in_run_order(census_repo, cli):
     out = res.stdout
     assert "dorc-census" in out
     raw, processed = out.index("raw —"), out.index("processed —")
-    assert processed < raw  # layers sorted by name
-    proc = out[processed:raw]
+    assert raw < processed  # run order: raw hands over to processed (not by name)
+    proc = out[processed:]
     assert proc.index("1. function1") < proc.index("2. function2")
     assert "census-processed-function1-local" in proc and "census-processed-function2-local" in proc
     assert "state machine census-processed-local" in proc
-    raw_part = out[raw:]
+    raw_part = out[raw:processed]
     assert "1. function1  census-raw-function1-local · python3.12 · 256 MB · 60 s" in raw_part
     assert "hands over to census/processed" in raw_part
-    assert "daily: cron(0 6 * * ? *)" in raw_part
+    assert "daily: cron: 06:00 UTC daily" in raw_part  # the schedule in words
 
 
 def test_list_orders_functions_by_the_chain_not_the_declaration(project_factory, cli):

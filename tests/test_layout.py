@@ -31,8 +31,8 @@ RANKS: list[tuple[str, int]] = [
     ("dorc.plan", 3),
     ("dorc.localstack", 4), ("dorc.records", 4),
     ("dorc.targets", 5),
-    ("dorc.promote", 6), ("dorc.planning", 6),
-    ("dorc.delivery", 7), ("dorc.api", 7), ("dorc.scaffold", 7),
+    ("dorc.promote", 6), ("dorc.planning", 6), ("dorc.resume", 6), ("dorc.watch", 6),
+    ("dorc.delivery", 7), ("dorc.api", 7), ("dorc.describe", 7), ("dorc.scaffold", 7), ("dorc.triggers", 7),
     ("dorc.render", 8), ("dorc.cli", 8), ("dorc.pytest_plugin", 8), ("dorc.__main__", 8), ("dorc", 8),
 ]
 

@@ -65,7 +65,7 @@ def test_first_pipeline_init_new_validate_run_pytest(cli, tmp_path, monkeypatch)
     assert res.exit_code == 0, res.output
     assert "sales/raw is valid" in res.stdout and "sales/processed is valid" in res.stdout
     listed = cli("list").stdout
-    assert "hands over to sales/processed" in listed and "cron(0 6 * * ? *)" in listed
+    assert "hands over to sales/processed" in listed and "cron: 06:00 UTC daily" in listed
 
     res = cli("run", "sales", "raw", "--local", "--json", "--event", '{"day": "2026-12-02"}')
     assert res.exit_code == 0, res.output
@@ -133,6 +133,21 @@ def test_s3_trigger_layer_validates(shop, cli):
     main = (shop / "src" / "sales" / "drops" / "__main__.py").read_text()
     assert 'S3Trigger(name="upload", bucket_name="shop-drop", key_prefix="incoming/")' in main
     assert cli("validate", "sales", "drops", "--config-repo", shop).exit_code == 0
+
+
+def test_an_s3_trigger_on_the_holding_store_fires_from_store_put(shop, cli, tmp_path):
+    """``s3:holding/PREFIX`` is the holding store of whichever environment runs the layer."""
+    res = cli("new", "sales", "inbox", "-f", "ingest", "--trigger", "s3:holding/incoming/", "--config-repo", shop)
+    assert res.exit_code == 0, res.output
+    main = (shop / "src" / "sales" / "inbox" / "__main__.py").read_text()
+    assert 'bucket_name="{project}-holding-{env}", key_prefix="incoming/"' in main
+    assert cli("validate", "sales", "inbox", "--config-repo", shop).exit_code == 0
+    bucket = api.plan_layer(find_project(shop), "sales", "inbox", "local").holding_bucket
+    day = tmp_path / "day.csv"
+    day.write_text("a,b\n1,2\n")
+    res = cli("store", "put", f"s3://{bucket}/incoming/day.csv", str(day), "--config-repo", shop)
+    assert res.exit_code == 0, res.output
+    assert "sales/inbox" in res.output
 
 
 # -- refusals: exit 2, a message naming the problem, and nothing written -------------------------

@@ -14,7 +14,7 @@ import sys
 import typer
 
 from ..errors import DorcError, FileSystemError
-from . import deploy, localstack, pipelines, plan, scaffold, store
+from . import deploy, graph, history, localstack, pipelines, plan, resume, scaffold, store
 
 app = typer.Typer(
     help="Run serverless data pipelines in-process, in LocalStack and in AWS from one definition.",
@@ -28,10 +28,13 @@ app.command()(pipelines.run)
 app.command()(pipelines.validate)
 app.command("list")(pipelines.list_)
 app.command()(pipelines.runs)
+app.command()(resume.rerun)
+app.command()(history.logs)
 app.command()(scaffold.init)
 app.command()(scaffold.new)
 app.command()(scaffold.invoke)
 app.command()(plan.plan)
+app.command()(graph.graph)
 app.command()(deploy.deploy)
 app.command()(deploy.destroy)
 app.command()(deploy.promote)
@@ -53,6 +56,44 @@ def _root(version: bool = typer.Option(False, "--version", callback=_show_versio
     """Run serverless data pipelines in-process, in LocalStack and in AWS from one definition."""
 
 
+#: What an option's value is, in --help (other value options show their name in capitals).
+_VALUE_NAMES = {"config_repo": "DIR", "event": "JSON|@FILE", "timeout": "SECONDS", "endpoint": "URL",
+                "limit": "N", "env": "ENV"}
+
+
+def command():
+    """``app`` as a click command whose --help reads ``--event JSON|@FILE``, ``--quiet`` and
+    ``dorc run INSTANCE [LAYER]``: no ``<str>``/``<bool>`` type placeholders on every line."""
+    import typer.core
+    import typer.main
+
+    root = typer.main.get_command(app)
+    todo = [root]
+    while todo:
+        cmd = todo.pop()
+        todo += list(getattr(cmd, "commands", {}).values())
+        cmd.get_help_option = (lambda original: lambda ctx: _untyped(original(ctx)))(cmd.get_help_option)
+        for param in cmd.params:
+            if isinstance(param, typer.core.TyperArgument):
+                name = (param.metavar or param.name or "").upper()
+                param.metavar = name
+                param.display_type_rich = lambda ctx: None
+                param._usage_display_name = (lambda p: lambda: p.metavar if p.required else f"[{p.metavar}]")(param)
+            elif getattr(param, "is_flag", False) or getattr(param, "count", False):
+                param.display_type_rich = lambda ctx: None
+            else:
+                shown = param.metavar or _VALUE_NAMES.get(param.name or "", (param.name or "value").upper())
+                param.display_type_rich = (lambda text: lambda ctx: text)(shown)
+    return root
+
+
+def _untyped(option):
+    """--help, made by click when help is asked for: a flag, no type shown."""
+    if option is not None:
+        option.display_type_rich = lambda ctx: None
+    return option
+
+
 INTERNAL_ERROR = 3
 DEBUG_VAR = "DORC_DEBUG"
 
@@ -62,7 +103,7 @@ def main() -> None:
     machine refuses (permissions, a full disk) one message naming it; anything else is a bug in
     dorc: one line asking for a report, exit 3, the traceback only with ``DORC_DEBUG=1``."""
     try:
-        code = app(standalone_mode=False)  # returns the code of a typer.Exit instead of raising it
+        code = command()(standalone_mode=False)  # returns the code of a typer.Exit instead of raising it
     except DorcError as exc:
         from ..render import print_error
 

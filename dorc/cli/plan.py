@@ -17,6 +17,7 @@ def plan(
     layer: Optional[str] = typer.Argument(None, help="Layer, e.g. raw. Omitted: every layer of the instance."),
     env: Optional[str] = typer.Option(None, "--env", help="Environment, e.g. prod (not needed for universal)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    asl: bool = typer.Option(False, "--asl", help="Print each state machine's definition (ASL) in full, not its one-line summary."),
     account_id: Optional[str] = typer.Option(None, "--account-id", help="AWS account shown in ARNs (default 000000000000; nothing is asked from AWS)."),
     config_repo: Optional[str] = ConfigRepo,
 ):
@@ -33,7 +34,7 @@ def plan(
     for i, doc in enumerate(docs):
         if i:
             print()
-        print_stack(doc)
+        print_stack(doc, asl=asl)
 
 
 # -- one stack as text ------------------------------------------------------------------------
@@ -53,8 +54,9 @@ def _fmt_number(v: Any) -> str:
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 
-def _details(res: dict) -> list[str]:
-    """The few inputs worth reading per resource type; others print every input."""
+def _details(res: dict, asl: bool = False) -> list[str]:
+    """The few inputs worth reading per resource type; others print every input. A state
+    machine's definition as one line ("7 states: function1 → function2, ...") unless ``asl``."""
     t, i = res["type"], res["inputs"]
     if t == "aws:lambda/function:Function":
         env = i.get("environment") or {}
@@ -72,13 +74,16 @@ def _details(res: dict) -> list[str]:
         src = i.get("source") or {}
         return [f"upload       {_short_path(src.get('path', src))}  (retained when the stack is destroyed)"]
     if t == "aws:sfn/stateMachine:StateMachine":
-        lines = [f"role         {i.get('roleArn')}", "definition"]
+        lines = [f"role         {i.get('roleArn')}"]
         try:
-            asl = json.loads(i.get("definition"))
-            lines += ["  " + line for line in json.dumps(asl, indent=2).splitlines()]
+            definition = json.loads(i.get("definition"))
         except (TypeError, ValueError):
-            lines.append(f"  {i.get('definition')}")
-        return lines
+            return lines + ["definition", f"  {i.get('definition')}"]
+        if not asl:
+            from ..describe import asl_summary
+
+            return lines + [f"definition   {asl_summary(definition)}  (--asl shows it in full)"]
+        return lines + ["definition"] + ["  " + line for line in json.dumps(definition, indent=2).splitlines()]
     if t == "aws:cloudwatch/eventRule:EventRule":
         if i.get("scheduleExpression"):
             return [f"schedule     {i['scheduleExpression']}"]
@@ -93,7 +98,7 @@ def _details(res: dict) -> list[str]:
     return [f"{k:<12} {json.dumps(v) if not isinstance(v, str) else v}" for k, v in sorted(i.items()) if k not in skip]
 
 
-def print_stack(doc: dict) -> None:
+def print_stack(doc: dict, *, asl: bool = False) -> None:
     what = f"{doc['instance']}/{doc['layer']}" if doc["layer"] else doc["instance"]
     env = f" ({doc['env']})" if doc["env"] and doc["layer"] else ""
     print(f"{what}{env}: stack {doc['stack']} in Pulumi project {doc['pulumi_project']}")
@@ -102,7 +107,7 @@ def print_stack(doc: dict) -> None:
         print(f"  reads stack {ref}")
     for res in doc["resources"]:
         print(f"  + {res['type']}  {res['physical_name']}")
-        for line in _details(res):
+        for line in _details(res, asl):
             print(f"      {line}")
     if doc["packages"]:
         print("  packages")

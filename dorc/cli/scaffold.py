@@ -37,7 +37,7 @@ def new(
     layer: str = typer.Argument(..., help="Layer, e.g. raw."),
     functions: str = typer.Option(..., "--functions", "-f", help="Function names in run order, comma-separated: a,b,c."),
     hands_over_to: Optional[str] = typer.Option(None, "--hands-over-to", help="INSTANCE/LAYER (or a LAYER of this instance) the last function hands over to; it must exist."),
-    trigger: Optional[str] = typer.Option(None, "--trigger", help="'cron:0 6 * * ? *' (EventBridge's six fields) or s3:BUCKET/PREFIX."),
+    trigger: Optional[str] = typer.Option(None, "--trigger", help="'cron:0 6 * * ? *' (EventBridge's six fields), s3:BUCKET/PREFIX, or s3:holding/PREFIX for the holding store of every environment."),
     config_repo: Optional[str] = ConfigRepo,
 ):
     """Create a layer that validates and runs as written: definition, handlers, Pulumi files, a test. Never overwrites."""
@@ -68,7 +68,8 @@ def invoke(
     from rich.text import Text
 
     from .. import api
-    from ..render import TerminalObserver, console
+    from ..describe import format_duration
+    from ..render import TerminalObserver, console, print_import_fix
 
     project = find_project(config_repo)
     event_json = api.parse_event(event)
@@ -83,11 +84,12 @@ def invoke(
             output = step.output
             code = output.get("statusCode", "-") if isinstance(output, dict) else "-"
             out.print(Text.assemble(("✓ ", "bold green"), (where, "bold"), f" returned (statusCode {code})",
-                                    (f"  in {step.duration_ms:.1f} ms", "dim")))
+                                    (f"  in {format_duration(step.duration_ms)}", "dim")))
             shown = json.dumps(output)
             out.print(Text("output: " + (shown if len(shown) <= 2000 else shown[:2000] + " …")))
         else:
             out.print(Text.assemble(("✗ ", "bold red"), (where, "bold"), " raised",  # the error: printed above
                                     (f" {step.error.type}" if step.error else "", "red"),
-                                    (f"  in {step.duration_ms:.1f} ms", "dim")))
+                                    (f"  in {format_duration(step.duration_ms)}", "dim")))
+            print_import_fix(out, project, step)
     raise typer.Exit(0 if step.succeeded else 1)

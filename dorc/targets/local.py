@@ -18,7 +18,7 @@ from . import asl
 
 TARGET = "local"
 DEFAULT_ENV = "local"  # the environment whose names a run uses unless --env says otherwise
-OPTIONS: tuple[str, ...] = ()  # run options this target takes (see dorc.api.run_pipeline)
+OPTIONS: tuple[str, ...] = ("start_at",)  # run options this target takes (see dorc.api.run_pipeline)
 
 
 def local_environment(plan: LayerPlan, fn: FunctionPlan, fixtures: Fixtures) -> dict[str, str]:
@@ -58,8 +58,15 @@ class _Backend:
                 self._functions[fn.arn] = (plan, fn)
         self._runtimes: dict[str, FunctionRuntime] = {}
 
-    def run_machine(self, plan: LayerPlan, input_json: bytes) -> asl.ExecutionOutcome:
-        return asl.execute(plan.asl, input_json, self)
+    def run_machine(self, plan: LayerPlan, input_json: bytes, start_at: str | None = None) -> asl.ExecutionOutcome:
+        """``start_at``: a function of ``plan``; its Task becomes the entry (``StartAt``), so the
+        rest of the chain, its checks and its hand-overs run as deployed."""
+        if start_at is None:
+            return asl.execute(plan.asl, input_json, self)
+        state = plan.function(start_at).key  # each function's Task state is named by its key
+        if plan.asl["States"].get(state, {}).get("Type") != "Task":
+            raise asl.UnsupportedASL(f"no Task state {state!r} to start {plan.key} at")
+        return asl.execute({**plan.asl, "StartAt": state}, input_json, self)
 
     def invoke_lambda(self, function_arn: str, state_name: str, input_json: bytes,
                       parsed=asl.UNPARSED) -> asl.TaskOutcome:
@@ -105,10 +112,11 @@ class _Backend:
 
 
 def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project,
-        observer: Observer | None = None) -> RunResult:
+        observer: Observer | None = None, start_at: str | None = None) -> RunResult:
     """Run the layer ``start`` (an ``instance/layer`` key of ``plans``) and any it hands over to.
 
-    ``plans`` holds every layer the run may reach; the caller builds them once.
+    ``plans`` holds every layer the run may reach; the caller builds them once. ``start_at``: a
+    function of ``start`` to enter the layer's state machine at (``dorc run --from``).
     """
     observer = observer or NullObserver()
     first = plans[start]
@@ -117,7 +125,7 @@ def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project,
     with Fixtures.for_plans(plans) as fixtures, LocalAWS(project.local_aws_dir, first.region, buckets):
         backend = _Backend(plans, fixtures, observer, result)
         t0 = time.perf_counter()  # the execution, as in AWS: not moto's start-up
-        outcome = backend.run_machine(first, event_json)
+        outcome = backend.run_machine(first, event_json, start_at)
         result.duration_ms = (time.perf_counter() - t0) * 1000
     if outcome.succeeded:
         result.output_json = outcome.output_json

@@ -28,7 +28,7 @@ def test_plan_census_raw_prints_resources_and_packages(census, census_root, dorc
         "environment  CENSUS_API_URL, DORC_ENV, DORC_PIPELINE, DORC_PROJECT, HOLDING_BUCKET  (values not shown)",
         "aws:cloudwatch/logGroup:LogGroup  /aws/lambda/census-raw-function1-prod",
         "aws:sfn/stateMachine:StateMachine  census-raw-prod",
-        '"Resource": "arn:aws:states:::states:startExecution.sync:2"',
+        "definition   7 states: function1, contract checks, hands over to census/processed  (--asl shows it in full)",
         "aws:cloudwatch/eventRule:EventRule  census-raw-daily-prod",
         "schedule     cron(0 6 * * ? *)",
         f"function1    sha256 {fn.package_sha256}  (built here; a deploy uploads it)",

@@ -13,6 +13,7 @@ from ...result import RunResult, StepResult
 from .clients import Clients, error_code
 from .deploy import deploy, deployment_file, function_environments, read_deployment, stack_name
 from .dryrun import dry_run  # noqa: F401  (``dorc run --localstack --dry-run``)
+from .executions import execution_record, list_executions, log_events  # noqa: F401  (``dorc runs``, ``dorc logs``)
 from .history import execute
 
 TARGET = "localstack"

@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+from ...observer import NullObserver
 from ...plan import LayerPlan
 from ...result import RunResult, StepError, StepResult
 from .clients import TARGET, Clients
@@ -18,14 +19,27 @@ LOG_WAIT = 10.0  # seconds: how long a finished step waits for its lines in Clou
 def execute(c: Clients, plans: dict[str, LayerPlan], start: str, event_json: bytes, observer,
             timeout: float) -> RunResult:
     plan = plans[start]
-    result = RunResult(pipeline=plan.instance, layer=plan.layer, target=TARGET, env=plan.env)
     t0 = time.perf_counter()
     arn = c.states.start_execution(stateMachineArn=plan.state_machine_arn, name=f"dorc-{uuid.uuid4().hex[:20]}",
                                    input=event_json.decode())["executionArn"]
+    return follow_execution(c, plans, start, arn, observer, timeout, t0=t0)
+
+
+def follow_execution(c: Clients, plans: dict[str, LayerPlan], start: str, arn: str, observer,
+                     timeout: float, *, t0: float | None = None) -> RunResult:
+    """An execution of ``start``'s state machine, started by dorc or by anything else (an
+    EventBridge rule), followed to its end and read into a ``RunResult``."""
+    plan = plans[start]
+    result = RunResult(pipeline=plan.instance, layer=plan.layer, target=TARGET, env=plan.env)
+    started_here = t0 is not None
+    t0 = time.perf_counter() if t0 is None else t0
     result.execution_arn = arn
     reader = _HistoryReader(c, plans, result, observer)
     status, details = reader.follow(arn, timeout)
     result.duration_ms = (time.perf_counter() - t0) * 1000
+    if not started_here and details.get("startDate") and details.get("stopDate"):  # its own start, not ours
+        result.started_at = details["startDate"].timestamp()
+        result.duration_ms = (details["stopDate"] - details["startDate"]).total_seconds() * 1000
     if status == "SUCCEEDED":
         out = details.get("output")
         result.output_json = json.dumps(json.loads(out)).encode() if out is not None else None
@@ -37,6 +51,29 @@ def execute(c: Clients, plans: dict[str, LayerPlan], start: str, event_json: byt
             result.error = failed.error if failed and failed.error else StepError(
                 details.get("error") or status, details.get("cause") or "")
     return result
+
+
+def read_execution(c: Clients, plans: dict[str, LayerPlan], arn: str) -> tuple[RunResult, dict[str, Any]]:
+    """An execution that anyone started (dorc, an S3 upload's rule, a schedule), read as it stands
+    into a RunResult, and its ``describe_execution``; a running one is not waited for."""
+    desc = c.states.describe_execution(executionArn=arn)
+    sm_arn = desc["stateMachineArn"]
+    plan = next(p for p in plans.values() if p.state_machine_arn == sm_arn)
+    result = RunResult(pipeline=plan.instance, layer=plan.layer, target=TARGET, env=plan.env,
+                       started_at=desc["startDate"].timestamp(), execution_arn=arn)
+    reader = _HistoryReader(c, plans, result, NullObserver())
+    reader.passive = True
+    status, desc = reader.follow(arn, 0.0)
+    stop = desc.get("stopDate")
+    result.duration_ms = ((stop - desc["startDate"]).total_seconds() * 1000) if stop else 0.0
+    if status == "SUCCEEDED":
+        out = desc.get("output")
+        result.output_json = json.dumps(json.loads(out)).encode() if out is not None else None
+    elif status != "RUNNING":
+        failed = result.failed_step
+        result.error = failed.error if failed and failed.error else StepError(
+            desc.get("error") or status, desc.get("cause") or "")
+    return result, desc
 
 
 def execution_history(sfn, arn: str) -> list[dict[str, Any]]:
@@ -63,6 +100,7 @@ class _HistoryReader:
         self.functions = {fn.arn: (p, fn) for p in plans.values() for fn in p.functions}
         self.by_state = {(p.state_machine_arn, fn.key): (p, fn) for p in plans.values() for fn in p.functions}
         self.claimed: set[str] = set()  # request ids whose logs an earlier step of this run took
+        self.passive = False  # reading someone else's execution: never wait for it, never stop it
 
     def follow(self, execution_arn: str, timeout: float) -> tuple[str, dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -75,7 +113,7 @@ class _HistoryReader:
                 open_step = self._on_event(ev, execution_arn, sm_arn, open_step, deadline)
             seen = len(events)
             desc = self.c.states.describe_execution(executionArn=execution_arn)
-            if desc["status"] != "RUNNING":
+            if desc["status"] != "RUNNING" or self.passive:
                 events = self._history(execution_arn)
                 for ev in events[seen:]:
                     open_step = self._on_event(ev, execution_arn, sm_arn, open_step, deadline)
