@@ -117,3 +117,45 @@ def run_dorc_subprocess(*args: str, cwd: Path | None = None, timeout: float = 60
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return subprocess.run([sys.executable, "-m", "dorc", *map(str, args)], cwd=cwd or REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def build_wheel(folder: Path, name: str, version: str, files: dict[str, str], scripts: dict[str, str] | None = None) -> Path:
+    """A minimal pure-Python wheel (py3-none-any) assembled by hand, so tests vendor requirements
+    with no build tools and no index; ``scripts`` become console scripts."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = name.replace("-", "_")
+    info = f"{dist}-{version}.dist-info"
+    contents = dict(files)
+    contents[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    contents[f"{info}/WHEEL"] = "Wheel-Version: 1.0\nGenerator: dorc-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    if scripts:
+        contents[f"{info}/entry_points.txt"] = "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in scripts.items())
+    record = []
+    for path, text in contents.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    contents[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{dist}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path, text in contents.items():
+            zf.writestr(path, text)
+    return wheel
+
+
+def problems_of(root: Path, key: str = "demo/main", **kw):
+    """``dorc.api.validate``'s problems of one layer of the project at ``root``."""
+    from dorc.api import validate
+    from dorc.project import find_project
+
+    return validate(find_project(root), **kw)[key]
+
+
+def only(problems, fragment: str):
+    """The one problem whose message contains ``fragment`` (fails listing them all otherwise)."""
+    hits = [p for p in problems if fragment in p.message]
+    assert len(hits) == 1, f"expected one problem containing {fragment!r}, got: {[str(p) for p in problems]}"
+    return hits[0]

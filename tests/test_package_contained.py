@@ -5,7 +5,6 @@ assembled by hand and found through ``--find-links`` with ``--no-index``."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dorc.package import PackageError, build_zip, package_plan, source_digest
-from helpers import OK_HANDLER, chain_main, copy_pipeline_config, make_project
+from helpers import OK_HANDLER, build_wheel, chain_main, copy_pipeline_config, make_project
 
 HANDLER = "import dorc_probe\n\n\ndef handler(event, context):\n    return dorc_probe.main()\n"
 
@@ -31,28 +30,6 @@ def _offline_pip(monkeypatch):
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
 
 
-def _wheel(folder: Path, name: str, version: str, files: dict[str, str], scripts: dict[str, str] | None = None) -> Path:
-    """A minimal pure-Python wheel assembled by hand; ``scripts`` become console scripts."""
-    dist = name.replace("-", "_")
-    info = f"{dist}-{version}.dist-info"
-    contents = dict(files)
-    contents[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-    contents[f"{info}/WHEEL"] = "Wheel-Version: 1.0\nGenerator: dorc-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    if scripts:
-        contents[f"{info}/entry_points.txt"] = "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in scripts.items())
-    record = []
-    for path, text in contents.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(text.encode())}")
-    contents[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / f"{dist}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path, text in contents.items():
-            zf.writestr(path, text)
-    return wheel
-
-
 def _project(tmp_path: Path, files: dict[str, str], *, dirname: str = "cfg") -> tuple[Path, Path]:
     """(config repo, function folder) of a one-function project whose wheels are in ``<repo>/wheels``:
     ``dorc-probe`` (with a console script) and ``dorc-extra`` (installed by path)."""
@@ -63,9 +40,9 @@ def _project(tmp_path: Path, files: dict[str, str], *, dirname: str = "cfg") -> 
         (fn / name).parent.mkdir(parents=True, exist_ok=True)
         (fn / name).write_text(text)
     wheels = root / "wheels"
-    _wheel(wheels, "dorc-probe", "1.0.0", {"dorc_probe/__init__.py": "def main():\n    return 'probe'\n"},
+    build_wheel(wheels, "dorc-probe", "1.0.0", {"dorc_probe/__init__.py": "def main():\n    return 'probe'\n"},
            scripts={"dorc-probe": "dorc_probe:main"})
-    _wheel(wheels, "dorc-extra", "2.0.0", {"dorc_extra/__init__.py": "X = 2\n"})
+    build_wheel(wheels, "dorc-extra", "2.0.0", {"dorc_extra/__init__.py": "X = 2\n"})
     return root, fn
 
 

@@ -12,17 +12,21 @@ FAILING = {"shop/orders": {"main": chain_main("fetch", "total"), "functions": {
 }}}
 
 
-def _users_project(pytester, tests: str):
+def _users_project(pytester, monkeypatch, tests: str):
+    # pytest prints assertion details in full when it sees a CI (``CI``, ``BUILD_NUMBER``): the
+    # counts below are of a developer's terminal, so the inner run must not think it is in CI
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("BUILD_NUMBER", raising=False)
     make_project(pytester.path, FAILING, name="shop", dirname="config")
     pytester.makeini("[pytest]\ndorc_config_repo = config\n")
     pytester.makepyfile(test_orders=tests)
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")  # a fresh dorc per run
 
 
-def test_failing_assert_succeeded_shows_step_error_trace_and_logs(pytester):
+def test_failing_assert_succeeded_shows_step_error_trace_and_logs(pytester, monkeypatch):
     """``assert result.succeeded`` alone: pytest's one line names the status and failing step, and
     the section below it holds the error, the handler's frame and what it printed."""
-    outcome = _users_project(pytester, """
+    outcome = _users_project(pytester, monkeypatch, """
         def test_total(dorc_run):
             result = dorc_run("shop", "orders")
             assert result.succeeded
@@ -48,10 +52,10 @@ def test_failing_assert_succeeded_shows_step_error_trace_and_logs(pytester):
     assert "steps that succeeded: shop/orders:fetch" in text
 
 
-def test_raise_for_failure_raises_run_failed_with_the_report(pytester):
+def test_raise_for_failure_raises_run_failed_with_the_report(pytester, monkeypatch):
     """``raise_for_failure()`` on the run and on a step: an AssertionError whose message is the
     report; on a success it returns the result, so it chains."""
-    outcome = _users_project(pytester, """
+    outcome = _users_project(pytester, monkeypatch, """
         import pytest
         from dorc import RunFailed
 

@@ -230,3 +230,24 @@ def test_census_tests_ignore_a_users_own_pipelines_in_pipeline_config(tmp_path, 
     project = find_project(copy)
     assert project.instances() == ["census"]
     assert api.validate(project) == {"census/processed": [], "census/raw": []}
+
+
+def test_the_daily_loop_on_a_fresh_repo_fail_then_resume_then_pass(shop, cli):
+    """Scaffold → validate → run → a function fails → fix it → resume from it → pass, with the
+    function before it not run again and its recorded output handed to the fixed one."""
+    clean = shop / "src" / "sales" / "processed" / "src" / "clean" / "lambda.py"
+    good = clean.read_text()
+    repo = ("--config-repo", str(shop))
+    assert cli("validate", *repo).exit_code == 0
+    clean.write_text(good + "\n\ndef handler(event, context):\n    raise ValueError('bad row 7')\n")
+    res = cli("run", "sales", "raw", "--local", "--event", '{"day": "2026-12-01"}', *repo)
+    assert res.exit_code == 1, res.output
+    assert "ValueError" in res.output and "bad row 7" in res.output
+    clean.write_text(good)
+    res = cli("run", "sales", "processed", "--local", "--from", "clean", "--json", *repo)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert [s["function"] for s in doc["steps"]] == ["clean", "features"]  # fetch and store did not run again
+    assert "2026-12-01" in json.dumps(doc["steps"][0]["input"])  # what clean got in the failed run
+    shown = cli("runs", "show", "last", "--json", *repo)
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["resumed_from"]["function"] == "clean"

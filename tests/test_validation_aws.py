@@ -13,17 +13,7 @@ from dorc.api import plan_layer, validate
 from dorc.errors import DefinitionError
 from dorc.plan import DEFINITION_MAX_BYTES, STATE_NAME_MAX
 from dorc.project import find_project
-from helpers import OK_HANDLER, chain_main, handler_returning, main_py
-
-
-def problems_of(root: Path, key: str = "demo/main", **kw):
-    return validate(find_project(root), **kw)[key]
-
-
-def only(problems, fragment: str):
-    hits = [p for p in problems if fragment in p.message]
-    assert len(hits) == 1, f"expected one problem containing {fragment!r}, got: {[str(p) for p in problems]}"
-    return hits[0]
+from helpers import OK_HANDLER, chain_main, handler_returning, main_py, only, problems_of
 
 
 def cli_refuses(cli, root: Path, *fragments: str, args: tuple = ("validate",)) -> str:

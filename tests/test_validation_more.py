@@ -4,30 +4,19 @@ AWS limits of every environment, every bad environment variable, and imports AWS
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 
 from dorc.api import environments, plan_layer, validate
 from dorc.errors import DefinitionError
 from dorc.project import find_project
-from helpers import HEADER, OK_HANDLER, chain_main, main_py
+from helpers import HEADER, OK_HANDLER, chain_main, main_py, only, problems_of
 
 GUARDED_MAIN = (HEADER + "config = load_config(__file__)\n"
                 "definition = PipelineDefinition(file_path=__file__, description=__name__, functions=[Function(name='f1')])\n"
                 "\n"
                 'if __name__ == "__main__":\n'
                 "    CreatePipeline(config, definition).apply()\n")
-
-
-def problems_of(root: Path, key: str = "demo/main", **kw):
-    return validate(find_project(root), **kw)[key]
-
-
-def only(problems, fragment: str):
-    hits = [p for p in problems if fragment in p.message]
-    assert len(hits) == 1, f"expected one problem containing {fragment!r}, got: {[str(p) for p in problems]}"
-    return hits[0]
 
 
 # -- a definition that calls sys.exit ---------------------------------------------------------

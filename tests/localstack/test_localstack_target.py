@@ -13,7 +13,7 @@ import pytest
 
 from dorc.api import run_pipeline
 from dorc.project import find_project
-from helpers import OK_HANDLER, chain_main, make_project
+from helpers import OK_HANDLER, build_wheel, chain_main, make_project
 
 pytestmark = pytest.mark.localstack
 
@@ -36,38 +36,11 @@ def intword(n):
 """
 
 
-def _pure_python_wheel(folder, name: str, version: str, files: dict[str, str]):
-    """A minimal pure-Python wheel (py3-none-any) assembled by hand: no build tools, no index."""
-    import base64
-    import hashlib
-    import zipfile
-
-    dist = name.replace("-", "_")
-    info = f"{dist}-{version}.dist-info"
-    contents = dict(files)
-    contents[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-    contents[f"{info}/WHEEL"] = ("Wheel-Version: 1.0\nGenerator: dorc-tests\nRoot-Is-Purelib: true\n"
-                                 "Tag: py3-none-any\n")
-    record = []
-    for path, text in contents.items():
-        data = text.encode()
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(data)}")
-    record.append(f"{info}/RECORD,,")
-    contents[f"{info}/RECORD"] = "\n".join(record) + "\n"
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / f"{dist}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path, text in contents.items():
-            zf.writestr(path, text)
-    return wheel
-
-
 def test_a_vendored_requirement_is_importable_in_localstack(dorc_localstack, tmp_path, monkeypatch):
     with pytest.raises(ImportError):  # only the package's vendored copy may provide it
         __import__("dorc_probe_words")
     wheels = tmp_path / "wheels"
-    _pure_python_wheel(wheels, "dorc-probe-words", "1.0.0", {"dorc_probe_words/__init__.py": PROBE_MODULE})
+    build_wheel(wheels, "dorc-probe-words", "1.0.0", {"dorc_probe_words/__init__.py": PROBE_MODULE})
     # dorc's pip runs with this environment: the local wheel only, never a package index
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
