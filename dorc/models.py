@@ -10,15 +10,16 @@ from __future__ import annotations
 import re
 from contextvars import ContextVar
 from enum import Enum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 #: Lambda's own defaults are 3 s / 128 MB; the original dorc used 600 s, kept for compatibility.
 DEFAULT_TIMEOUT_S = 600
 DEFAULT_MEMORY_MB = 512
 DEFAULT_RUNTIME = "python3.12"
 SUPPORTED_RUNTIMES = ("python3.11", "python3.12", "python3.13")
+DEFAULT_EPHEMERAL_STORAGE_MB = 512  # Lambda's default size of /tmp
 
 # A function name becomes a folder name and part of a deployed Lambda name, so it must be a
 # plain identifier: never a path. ``fullmatch`` (not ``$``, which also matches before a final
@@ -36,6 +37,8 @@ RESERVED_ENV_KEYS = frozenset(
         "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
         "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
         "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+        # set by Lambda from the function's logging configuration (``log_format``, ``log_level``)
+        "AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL",
     }
 )
 
@@ -135,6 +138,10 @@ class Function(_Model):
     memory: Annotated[int, Field(ge=128, le=10240, description="MB")] = DEFAULT_MEMORY_MB
     runtime: str = DEFAULT_RUNTIME
     environment: dict[str, str] = Field(default_factory=dict)
+    ephemeral_storage: Annotated[int, Field(ge=512, le=10240, description="MB of /tmp")] = DEFAULT_EPHEMERAL_STORAGE_MB
+    log_format: Literal["Text", "JSON"] = "Text"
+    # Lambda's ApplicationLogLevel values (JSON only); None: Lambda's default, INFO
+    log_level: Optional[Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]] = None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -185,6 +192,16 @@ class Function(_Model):
                                  "letters, digits and '_', starting with a letter; rename it")
             if key in RESERVED_ENV_KEYS:
                 raise ValueError(f"environment variable {key!r} is reserved by AWS Lambda and cannot be set")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level_needs_json(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # Lambda refuses a log level with the Text format ("LogLevel is not supported when
+        # LogFormat is set to Text"): say it here, not at deploy time.
+        if v is not None and info.data.get("log_format", "JSON") != "JSON":  # absent: log_format itself was wrong
+            raise ValueError(f"{v!r} needs log_format='JSON' (AWS Lambda refuses a log level with the Text "
+                             "format): add log_format='JSON' or remove log_level")
         return v
 
     @property

@@ -76,6 +76,9 @@ class FunctionPlan(_Frozen):
     memory: int
     timeout: int
     environment: dict[str, str]
+    ephemeral_storage: int = 512  # MB of /tmp
+    log_format: str = "Text"  # "Text" | "JSON"
+    log_level: str | None = None  # JSON only; None: Lambda's default (INFO)
     log_group: str
     role_name: str
     description: str = ""
@@ -206,6 +209,9 @@ def build_plan(p: LoadedPipeline, *, account_id: str = LOCAL_ACCOUNT_ID) -> Laye
                 memory=fn.memory,
                 timeout=fn.timeout,
                 environment={**base_env, **fn.environment},
+                ephemeral_storage=fn.ephemeral_storage,
+                log_format=fn.log_format,
+                log_level=fn.log_level,
                 log_group=f"/aws/lambda/{name}",
                 role_name=roles["lambda"],
                 description=fn.description,

@@ -8,7 +8,16 @@ What it reproduces, because handlers can observe it:
   same-named ``lambda.py`` and helper modules of different functions never see each other;
 - Lambda's environment variables plus the function's own are set around each call and restored;
 - the event is the JSON text the caller sent, the result must survive ``json.dumps``;
-- a call running past its timeout fails as "Task timed out after N.NN seconds";
+- a call running past its timeout fails as "RequestId: <id> Error: Task timed out after N.NN seconds";
+- ``TZ=:UTC`` is applied (``time.tzset()``) during the call and dorc's zone restored after;
+- the context is built attribute for attribute as awslambdaric builds it (``identity`` an object);
+- the result is sent as awslambdaric sends it, UTF-8 JSON without ASCII escapes, so its size is
+  the one Step Functions counts;
+- any BaseException the handler lets out fails the call (Runtime.ExitError, as the end of Lambda's
+  runtime process), never dorc; a KeyboardInterrupt is dorc's only when SIGINT reached dorc;
+- stdout/stderr have file descriptors (pipes drained into the log), stdin is at EOF; the root
+  logger's first handler is the runtime's, its formatter replaceable, JSON format and level from
+  AWS_LAMBDA_LOG_FORMAT / AWS_LAMBDA_LOG_LEVEL;
 - ``sys.exit()`` fails the call (Runtime.ExitError) instead of ending the host process, and so
   does ``os._exit()`` when the process is shared with dorc (in-process runs); the next call is
   then a cold start, as after a crashed Lambda runtime;
@@ -20,6 +29,7 @@ What it reproduces, because handlers can observe it:
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import decimal
 import importlib.util
@@ -40,6 +50,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 LogSink = Callable[[str], None]
+
+RUNTIME_API = "127.0.0.1:9001"  # what Lambda's runtime API address looks like inside the sandbox
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,7 @@ class InvocationError:
     type: str
     message: str
     stack_trace: list[str] = field(default_factory=list)
+    log_lines: list[str] | None = field(default=None, repr=False, compare=False)  # instead of the [ERROR] lines
 
     def to_lambda(self) -> dict[str, Any]:
         """The shape Lambda returns for a function error."""
@@ -108,6 +121,8 @@ class _CallClock:
         self.owner = threading.get_ident()
         self.inside = 0  # the owner's sink calls in progress
         self.alarm_pending = False  # SIGALRM came during the owner's sink call: decided when it returns
+        self.sigint = False  # SIGINT (Ctrl-C) reached dorc during the call
+        self.sigint_watched = False  # whether ``sigint`` can be trusted (SIGINT's handler was ours)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start - self.paused
@@ -130,6 +145,16 @@ class _CallClock:
             return
         self.check_alarm()
 
+    def on_sigint(self, signum, frame) -> None:
+        """SIGINT's handler during the call: Ctrl-C of dorc, not the handler's own KeyboardInterrupt."""
+        self.sigint = True
+        raise KeyboardInterrupt
+
+    def interrupt_is_dorcs(self) -> bool:
+        """A KeyboardInterrupt came out of the handler: dorc's Ctrl-C (stop the run), or one the
+        handler raised itself (a failed call)? When SIGINT could not be watched, dorc's."""
+        return self.sigint or not self.sigint_watched
+
 
 class LambdaContext:
     """The ``context`` argument, with the attributes and method Lambda's runtime provides."""
@@ -142,15 +167,35 @@ class LambdaContext:
         self.aws_request_id = request_id
         self.log_group_name = spec.log_group
         self.log_stream_name = log_stream
-        self.identity = None
-        self.client_context = None
+        self.tenant_id = None
+        self.client_context = None  # set only when the caller passes a client context (mobile SDKs)
+        self.identity = CognitoIdentity()  # an object with None fields, never None itself
         self._clock = clock
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int(self._clock.remaining() * 1000))
 
+    def log(self, msg: Any) -> None:
+        """Writes ``str(msg)`` to the function's log as it is (no newline added), as Lambda's does."""
+        sys.stdout.write(str(msg))
+
     def __repr__(self) -> str:
         return f"LambdaContext(function_name={self.function_name!r}, aws_request_id={self.aws_request_id!r})"
+
+
+class CognitoIdentity:
+    """``context.identity``: Lambda always builds one; both fields are None unless the call came
+    through the AWS Mobile SDK with a Cognito identity."""
+
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self) -> None:
+        self.cognito_identity_id = None
+        self.cognito_identity_pool_id = None
+
+    def __repr__(self) -> str:
+        return (f"CognitoIdentity([cognito_identity_id={self.cognito_identity_id},"
+                f"cognito_identity_pool_id={self.cognito_identity_pool_id}])")
 
 
 _NO_EVENT = object()
@@ -215,14 +260,65 @@ def _guarded_exit(code: int) -> None:
 
 
 class _LineWriter(io.TextIOBase):
-    """Replaces stdout/stderr during a call: whole lines go to the sink and into the log."""
+    """Replaces stdout/stderr during a call: whole lines go to the sink and into the log.
+
+    Python's writes go straight to the log, in order with ``logging``'s lines. ``fileno()`` gives
+    a real file descriptor (for ``subprocess.run(..., stdout=sys.stdout)``, ``os.write``, C code):
+    the write end of a pipe whose read end a thread drains into the same log, until ``finish()``.
+    """
+
+    encoding = "utf-8"
+    errors = "backslashreplace"
 
     def __init__(self, emit: LogSink):
         self._emit = emit
         self._buf = ""
+        self._fd: int | None = None
+        self._drain: threading.Thread | None = None
 
     def writable(self) -> bool:
         return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        if self._fd is None:
+            read_fd, self._fd = os.pipe()
+            self._drain = threading.Thread(target=self._drain_pipe, args=(read_fd,), daemon=True,
+                                           name="dorc-log-pipe")
+            self._drain.start()
+        return self._fd
+
+    def _drain_pipe(self, read_fd: int) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        pending = ""
+        try:
+            while True:
+                chunk = os.read(read_fd, 65536)
+                pending += decoder.decode(chunk, final=not chunk)
+                *whole, pending = pending.split("\n")
+                for line in whole:
+                    self._emit(line)
+                if not chunk:
+                    break
+            if pending:
+                self._emit(pending)
+        except Exception:  # noqa: BLE001 - a sink failure must not leave the pipe undrained silently
+            pass
+        finally:
+            os.close(read_fd)
+
+    def finish(self) -> None:
+        """The call is over: what the handler (and the children it waited for) wrote to the file
+        descriptor reaches the log before END. A child still holding it open is not waited for."""
+        self.flush()
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        os.close(fd)
+        if self._drain is not None:
+            self._drain.join(2.0)
 
     def write(self, s: str) -> int:
         self._buf += s
@@ -237,24 +333,83 @@ class _LineWriter(io.TextIOBase):
             self._buf = ""
 
 
-class _LambdaLogHandler(logging.Handler):
-    """Lambda's format for the root logger: ``[LEVEL]\\ttimestamp\\trequest id\\tmessage``."""
+class _TextFormatter(logging.Formatter):
+    """Lambda's text format: ``[LEVEL]\\ttimestamp\\trequest id\\tmessage``, times in UTC."""
 
-    def __init__(self, emit: LogSink, request_id: str):
+    converter = time.gmtime
+
+    def __init__(self) -> None:
+        super().__init__("[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+                         "%Y-%m-%dT%H:%M:%S")
+
+
+# LogRecord attributes that are not a caller's ``extra=`` fields (JSON logs add those as keys)
+_RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message", "asctime", "aws_request_id", "tenant_id"}
+
+
+class _JsonFormatter(logging.Formatter):
+    """``AWS_LAMBDA_LOG_FORMAT=JSON``: one JSON object a line, with Lambda's keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = min(50, max(0, record.levelno)) // 10 * 10
+        created = time.gmtime(record.created)
+        exc = record.exc_info
+        doc: dict[str, Any] = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", created) + f".{int(record.msecs):03d}Z",
+            "level": logging.getLevelName(level),
+            "message": record.getMessage(),
+            "logger": record.name,
+            "stackTrace": traceback.format_tb(exc[2]) if exc else None,
+            "errorType": exc[0].__name__ if exc and exc[0] else None,
+            "errorMessage": _safe_str(exc[1]) if exc else None,
+            "requestId": getattr(record, "aws_request_id", None),
+            "location": f"{record.pathname}:{record.funcName}:{record.lineno}" if exc else None,
+        }
+        doc.update((k, v) for k, v in record.__dict__.items() if k not in _RECORD_FIELDS and k not in doc)
+        return json.dumps({k: v for k, v in doc.items() if v is not None}, ensure_ascii=False, default=str)
+
+
+def _log_settings(env: dict[str, str]) -> tuple[bool, int | None]:
+    """(JSON format?, the root logger's level) from AWS_LAMBDA_LOG_FORMAT / AWS_LAMBDA_LOG_LEVEL.
+    Lambda's JSON format comes with an application log level, INFO unless set."""
+    json_format = env.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
+    name = {"TRACE": "DEBUG"}.get(env.get("AWS_LAMBDA_LOG_LEVEL", "").upper(), env.get("AWS_LAMBDA_LOG_LEVEL", "").upper())
+    level = logging.getLevelName(name) if name else None
+    if not isinstance(level, int):
+        level = logging.INFO if json_format else None
+    return json_format, level
+
+
+class _LambdaLogHandler(logging.Handler):
+    """The runtime's handler on the root logger, as Lambda installs it: first of the root's
+    handlers, Lambda's text (or JSON) format, ``aws_request_id`` on every record; a formatter the
+    handler sets (``logging.getLogger().handlers[0].setFormatter(...)``) is honoured."""
+
+    def __init__(self, emit: LogSink, request_id: str, json_format: bool = False):
         super().__init__()
         self._emit = emit
         self._request_id = request_id
+        self.setFormatter(_JsonFormatter() if json_format else _TextFormatter())
+        self.addFilter(self._tag)
+
+    def bind(self, emit: LogSink, request_id: str) -> None:
+        """The next call of the same environment: the same handler (a formatter the function set
+        stays, as in a warm Lambda), this call's log and request id."""
+        self._emit = emit
+        self._request_id = request_id
+
+    def _tag(self, record: logging.LogRecord) -> bool:
+        record.aws_request_id = self._request_id
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
         try:
-            msg = record.getMessage()
-            if record.exc_info:
-                msg += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        except Exception:  # a bad log call must not fail the handler
-            msg = str(record.msg)
-        for i, line in enumerate(msg.split("\n")):
-            self._emit(f"[{record.levelname}]\t{ts}\t{self._request_id}\t{line}" if i == 0 else line)
+            msg = self.format(record)
+        except Exception:  # a bad log call (or formatter) must not fail the handler
+            msg = f"[{record.levelname}]\t{self._request_id}\t{_safe_str(record.msg)}"
+        for line in msg.rstrip("\n").split("\n"):
+            self._emit(line)
 
 
 def _json_default(obj: Any) -> Any:
@@ -278,6 +433,7 @@ def lambda_environment(spec: FunctionSpec, log_stream: str) -> dict[str, str]:
         "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
         "LAMBDA_TASK_ROOT": spec.source_dir,
         "LAMBDA_RUNTIME_DIR": str(Path(__file__).parent),
+        "AWS_LAMBDA_RUNTIME_API": RUNTIME_API,
         "_HANDLER": spec.handler,
         "TZ": ":UTC",
         "LANG": "en_US.UTF-8",
@@ -324,6 +480,7 @@ class FunctionRuntime:
         # Lambda container, but out of sys.modules so another function's same names resolve to
         # that function's files.
         self._own_modules: dict[str, Any] = {}
+        self._log_handler: _LambdaLogHandler | None = None  # the runtime's root handler, kept while warm
         self._log_stream = log_stream or time.strftime("%Y/%m/%d", time.gmtime()) + f"/[$LATEST]{uuid.uuid4().hex}"
 
     # -- one call ---------------------------------------------------------------------------
@@ -360,26 +517,40 @@ class FunctionRuntime:
         payload: bytes | None = None
         error: InvocationError | None = None
         env = lambda_environment(self.spec, self._log_stream)
+        json_logs, log_level = _log_settings(env if self._isolate else {**os.environ, **env})
         out, err = _LineWriter(emit), _LineWriter(emit)
-        log_handler = _LambdaLogHandler(emit, request_id)
-        saved_streams = sys.stdout, sys.stderr
+        log_handler = self._log_handler
+        if log_handler is None:
+            log_handler = self._log_handler = _LambdaLogHandler(emit, request_id, json_logs)
+        log_handler.bind(emit, request_id)
+        saved_streams = sys.stdin, sys.stdout, sys.stderr
         root = logging.getLogger()
+        saved_level = root.level
         guard = _ExitGuard() if self._isolate else contextlib.nullcontext()
-        with _Environ(env), guard:
-            sys.stdout, sys.stderr = out, err
-            root.addHandler(log_handler)
-            try:
-                if self._handler is None:
-                    t0 = clock.elapsed()
-                    error = self._load(request_id)
-                    init_ms = (clock.elapsed() - t0) * 1000
-                if error is None:
-                    payload, error = self._call(event_json, event, request_id, clock)
-            finally:
-                out.flush()
-                err.flush()
-                root.removeHandler(log_handler)
-                sys.stdout, sys.stderr = saved_streams
+        try:
+            with _Environ(env), guard, open(os.devnull, encoding="utf-8") as stdin, _fd0_at(stdin.fileno()):
+                time.tzset()  # TZ=:UTC applies: datetime.now() is UTC, as in Lambda
+                sys.stdin, sys.stdout, sys.stderr = stdin, out, err  # stdin: EOF, never dorc's
+                with getattr(logging, "_lock", None) or contextlib.nullcontext():
+                    root.handlers.insert(0, log_handler)  # first, as Lambda's runtime installs it
+                if log_level is not None:
+                    root.setLevel(log_level)
+                try:
+                    if self._handler is None:
+                        t0 = clock.elapsed()
+                        error = self._load(request_id)
+                        init_ms = (clock.elapsed() - t0) * 1000
+                    if error is None:
+                        payload, error = self._call(event_json, event, request_id, clock)
+                finally:
+                    out.finish()
+                    err.finish()
+                    root.removeHandler(log_handler)
+                    if log_level is not None and self._isolate:
+                        root.setLevel(saved_level)
+                    sys.stdin, sys.stdout, sys.stderr = saved_streams
+        finally:
+            time.tzset()  # dorc's own timezone again (the environment is restored)
         duration = clock.elapsed() * 1000
         clock = None
         if isinstance(guard, _ExitGuard) and guard.code is not None:
@@ -388,7 +559,13 @@ class FunctionRuntime:
         if error is not None and error.type == "Runtime.ExitError":
             self._reset()  # the runtime exited: the next call starts a new environment
         if error is not None and error.type == "Sandbox.Timedout":
-            emit(f"{_iso_now()} {request_id} {error.message}")
+            emit(f"{_iso_now()} {request_id} {_timeout_text(self.spec.timeout)}")
+        elif error is not None and error.log_lines is not None:
+            for line in error.log_lines:
+                emit(line)
+        elif error is not None and json_logs:  # JSON format: the unhandled error as one JSON line
+            emit(json.dumps({"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "log_level": "ERROR",
+                             **error.to_lambda(), "requestId": request_id}, ensure_ascii=False))
         elif error is not None:  # as Lambda's runtime logs an unhandled error
             emit(f"[ERROR] {error.type}: {error.message}")
             if error.stack_trace:
@@ -407,6 +584,7 @@ class FunctionRuntime:
 
     def _reset(self) -> None:
         self._handler = None
+        self._log_handler = None
         self._own_modules = {}
         sys.path_importer_cache.pop(self._folder, None)
 
@@ -429,14 +607,18 @@ class FunctionRuntime:
                                    f"Syntax error in module '{module_name}': {exc.msg} ({Path(exc.filename or path).name}, line {exc.lineno})",
                                    _user_frames(exc))
         except ImportError as exc:
-            return InvocationError("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}",
+            return InvocationError("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {_safe_str(exc)}",
                                    _user_frames(exc))
         except SystemExit as exc:
             return _exit_error(_system_exit_status(exc), request_id)
         except _ProcessExit as exc:
             return _exit_error(exc.code, request_id)
+        except KeyboardInterrupt:
+            raise  # at import, Ctrl-C is not told apart from the module's own: dorc's
         except Exception as exc:
-            return InvocationError(type(exc).__name__, str(exc), _user_frames(exc))
+            return InvocationError(type(exc).__name__, _safe_str(exc), _user_frames(exc))
+        except BaseException as exc:  # noqa: BLE001 - CancelledError, GeneratorExit, ...: ends Lambda's runtime
+            return _crash_error(exc, "exit status 1", request_id)
         finally:
             self._exit_code(entered, module_name)
         handler = getattr(module, func_name, None)
@@ -458,22 +640,28 @@ class FunctionRuntime:
         try:
             result = _with_timeout(lambda: self._handler(event, context), clock)
         except _TimedOut:
-            return None, InvocationError("Sandbox.Timedout", f"Task timed out after {self.spec.timeout:.2f} seconds")
+            return None, InvocationError("Sandbox.Timedout",
+                                         f"RequestId: {request_id} Error: {_timeout_text(self.spec.timeout)}")
         except SystemExit as exc:
             return None, _exit_error(_system_exit_status(exc), request_id)
         except _ProcessExit as exc:
             return None, _exit_error(exc.code, request_id)
-        except KeyboardInterrupt:
-            raise
+        except KeyboardInterrupt as exc:
+            if clock.interrupt_is_dorcs():
+                raise  # Ctrl-C: dorc stops the run
+            # the handler's own: uncaught, it ends Lambda's runtime process by SIGINT
+            return None, _crash_error(exc, "signal: interrupt", request_id)
         except Exception as exc:
             frames = _user_frames(exc)
-            return None, InvocationError(type(exc).__name__, str(exc), frames)
+            return None, InvocationError(type(exc).__name__, _safe_str(exc), frames)
+        except BaseException as exc:  # noqa: BLE001 - CancelledError, GeneratorExit, ...: ends Lambda's runtime
+            return None, _crash_error(exc, "exit status 1", request_id)
         finally:
             self._exit_code(entered, "")
         try:
-            return json.dumps(result, default=_json_default).encode(), None
-        except (TypeError, ValueError) as exc:
-            return None, InvocationError("Runtime.MarshalError", f"Unable to marshal response: {exc}")
+            return marshal(result), None
+        except Exception as exc:  # noqa: BLE001 - TypeError, ValueError, RecursionError (nested too deep), ...
+            return None, InvocationError("Runtime.MarshalError", f"Unable to marshal response: {_safe_str(exc)}")
 
     # -- sharing the process: this function's folder and modules only while it runs ----------
     def _enter_code(self):
@@ -511,6 +699,12 @@ def _with_timeout(fn: Callable[[], Any], clock: _CallClock) -> Any:
     again for the time the sink added."""
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
         previous = signal.signal(signal.SIGALRM, clock.on_alarm)
+        # Ctrl-C is told apart from a KeyboardInterrupt the handler raises only when SIGINT's
+        # handler is Python's default one (otherwise a KeyboardInterrupt is taken as dorc's)
+        previous_int = signal.getsignal(signal.SIGINT)
+        clock.sigint_watched = previous_int is signal.default_int_handler
+        if clock.sigint_watched:
+            signal.signal(signal.SIGINT, clock.on_sigint)
         try:
             signal.setitimer(signal.ITIMER_REAL, max(clock.remaining(), 0.0001))
             return fn()
@@ -518,6 +712,8 @@ def _with_timeout(fn: Callable[[], Any], clock: _CallClock) -> Any:
             clock.alarm_pending = False
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+            if clock.sigint_watched:
+                signal.signal(signal.SIGINT, previous_int)
     box: dict[str, Any] = {}
 
     caller = clock.owner
@@ -531,6 +727,7 @@ def _with_timeout(fn: Callable[[], Any], clock: _CallClock) -> Any:
 
     worker = threading.Thread(target=run, daemon=True, name="dorc-handler")
     worker.start()
+    clock.sigint_watched = True  # the handler runs on ``worker``: Ctrl-C interrupts this wait
     try:
         while True:
             worker.join(max(clock.remaining(), 0.01))
@@ -538,11 +735,74 @@ def _with_timeout(fn: Callable[[], Any], clock: _CallClock) -> Any:
                 break
             if clock.remaining() <= 0 and not clock.inside:
                 raise _TimedOut()
+    except KeyboardInterrupt:
+        clock.sigint = True
+        raise
     finally:
         clock.owner = caller  # a handler left running in the background no longer stops the clock
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def marshal(result: Any) -> bytes:
+    """The response as Lambda's runtime sends it: JSON with non-ASCII characters as themselves
+    (``ensure_ascii=False``), in UTF-8, so its size is what Step Functions counts; a lone
+    surrogate, which UTF-8 cannot carry, is written as its ``\\u`` escape instead."""
+    text = json.dumps(result, default=_json_default, ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(result, default=_json_default).encode()
+
+
+@contextlib.contextmanager
+def _fd0_at(fd: int):
+    """File descriptor 0 on ``fd`` (``/dev/null``) during the call, so the children a handler
+    starts read EOF too, not dorc's terminal; dorc's own stdin is put back after."""
+    try:
+        saved = os.dup(0)
+    except OSError:  # dorc runs with stdin closed: a child then has none either
+        yield
+        return
+    try:
+        os.dup2(fd, 0)
+        yield
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+
+
+def _timeout_text(timeout: float) -> str:
+    return f"Task timed out after {timeout:.2f} seconds"
+
+
+def _safe_str(exc: Any) -> str:
+    """``str(exc)``, even for an exception whose ``__str__`` fails (as Python's traceback shows it)."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001
+        try:
+            return f"<exception str() failed: {type(exc).__name__}>"
+        except Exception:  # noqa: BLE001
+            return "<exception str() failed>"
+
+
+def _crash_error(exc: BaseException, status: str, request_id: str) -> InvocationError:
+    """An exception Lambda's runtime does not catch (a BaseException that is not SystemExit):
+    its process ends, Lambda reports Runtime.ExitError; the log shows the traceback as Python
+    prints it."""
+    frames = _user_frames(exc)
+    name = type(exc).__qualname__
+    module = type(exc).__module__
+    shown = name if module in ("builtins", "__main__") else f"{module}.{name}"
+    text = _safe_str(exc)
+    log = ["Traceback (most recent call last):"] if frames else []
+    for frame in frames:
+        log.extend(frame.rstrip("\n").split("\n"))
+    log.append(f"{shown}: {text}" if text else shown)
+    return InvocationError("Runtime.ExitError",
+                           f"RequestId: {request_id} Error: Runtime exited with error: {status}", frames, log)
 
 
 def _system_exit_status(exc: SystemExit) -> int:

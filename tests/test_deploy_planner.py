@@ -22,6 +22,8 @@ from helpers import OK_HANDLER, chain_main, make_project
 ENV = "preprod"
 SECRET = "s3cr3t-value-never-printed"
 SHAS = {"f1": "a1" * 32, "g1": "b2" * 32, "g2": "c3" * 32}
+# g2 declares /tmp and logging settings; the other functions keep Lambda's defaults
+G2_SETTINGS = "ephemeral_storage=2048, log_format='JSON', log_level='DEBUG'"
 
 
 def _raw_main() -> str:
@@ -34,7 +36,8 @@ def _raw_main() -> str:
 def project(tmp_path_factory):
     root = make_project(tmp_path_factory.mktemp("planner"), {
         "shop/raw": {"main": _raw_main(), "functions": {"f1": OK_HANDLER}},
-        "shop/processed": {"main": chain_main("g1", "g2"), "functions": {"g1": OK_HANDLER, "g2": OK_HANDLER}},
+        "shop/processed": {"main": chain_main("g1", "g2", g2=G2_SETTINGS),
+                           "functions": {"g1": OK_HANDLER, "g2": OK_HANDLER}},
     }, name="shop")
     for layer in ("raw", "processed"):
         (root / "src/shop" / layer / f"Pulumi.{ENV}.yaml").write_text("config:\n  aws:region: eu-west-2\n")
@@ -71,6 +74,7 @@ def deployed_state(plans, universal, infra, envs) -> dict:
                 "Role": infra.roles["lambda"].arn, "Handler": fn.handler, "Runtime": fn.runtime,
                 "Timeout": fn.timeout, "MemorySize": fn.memory, "Description": fn.description,
                 "Environment": {"Variables": envs[key][fn.key]}, "CodeSha256": code_sha256(fn.package_sha256),
+                "EphemeralStorage": {"Size": fn.ephemeral_storage}, "LoggingConfig": _reported_logging(fn),
                 "State": "Active", "LastUpdateStatus": "Successful"}
             doc["log_groups"][fn.log_group] = plan.log_retention_days
         doc["state_machines"][plan.state_machine_arn] = {"definition": plan.asl, "roleArn": infra.roles["states"].arn}
@@ -80,6 +84,14 @@ def deployed_state(plans, universal, infra, envs) -> dict:
                 "Description": f"starts {plan.state_machine_name}",
                 "Targets": [{"Id": "state-machine", "Arn": plan.state_machine_arn, "RoleArn": infra.roles["events"].arn}]}
     return json.loads(json.dumps(doc))  # plain data, as a recording on disk would be
+
+
+def _reported_logging(fn) -> dict:
+    """``LoggingConfig`` as GetFunction reports it: with the log group, levels for JSON only."""
+    doc = {"LogFormat": fn.log_format, "LogGroup": fn.log_group}
+    if fn.log_format == "JSON":
+        doc.update(ApplicationLogLevel=fn.log_level or "INFO", SystemLogLevel="INFO")
+    return doc
 
 
 def _plan(setup, remote: dict | RemoteState, **kw):
@@ -183,6 +195,50 @@ def test_changed_memory_and_environment_update_the_configuration_only(setup):
     assert call.params["Environment"]["Variables"]["API_TOKEN"] == SECRET
     assert call.description == ("shop-raw-f1-preprod (memory 256 MB → 512 MB; "
                                 "environment: API_TOKEN changed, GONE removed)")
+
+
+def test_functions_are_created_with_their_tmp_size_and_logging(setup):
+    """Lambda's defaults said explicitly (512 MB, Text) and g2's own settings, as Lambda takes them."""
+    creates = {c.params["FunctionName"]: c.params for c in _plan(setup, RemoteState())
+               if c.operation == "CreateFunction"}
+    f1, g2 = creates["shop-raw-f1-preprod"], creates["shop-processed-g2-preprod"]
+    assert f1["EphemeralStorage"] == {"Size": 512} and f1["LoggingConfig"] == {"LogFormat": "Text"}
+    assert g2["EphemeralStorage"] == {"Size": 2048}
+    assert g2["LoggingConfig"] == {"LogFormat": "JSON", "ApplicationLogLevel": "DEBUG", "SystemLogLevel": "INFO"}
+
+
+@pytest.mark.parametrize("name, setting, value, said", [
+    ("shop-processed-g2-preprod", "EphemeralStorage", {"Size": 512}, "ephemeral storage 512 MB → 2048 MB"),
+    ("shop-processed-g2-preprod", "LoggingConfig", {"LogFormat": "Text", "LogGroup": "/aws/lambda/x"},
+     "logging Text → JSON DEBUG"),
+    ("shop-processed-g2-preprod", "LoggingConfig",
+     {"LogFormat": "JSON", "ApplicationLogLevel": "WARN", "SystemLogLevel": "INFO", "LogGroup": "/aws/lambda/x"},
+     "logging JSON WARN → JSON DEBUG"),
+    ("shop-raw-f1-preprod", "LoggingConfig",
+     {"LogFormat": "JSON", "ApplicationLogLevel": "INFO", "SystemLogLevel": "INFO", "LogGroup": "/aws/lambda/x"},
+     "logging JSON INFO → Text"),
+])
+def test_a_changed_tmp_size_or_logging_updates_the_configuration(setup, name, setting, value, said):
+    doc = deployed_state(*setup)
+    doc["functions"][name][setting] = value
+    (call,) = _plan(setup, doc)
+    assert call.operation == "UpdateFunctionConfiguration" and call.params["FunctionName"] == name
+    plan_fn = next(f for p in setup[0].values() for f in p.functions if f.name == name)
+    assert call.params["EphemeralStorage"] == {"Size": plan_fn.ephemeral_storage}
+    assert call.params["LoggingConfig"]["LogFormat"] == plan_fn.log_format
+    assert call.description == f"{name} ({said})"
+
+
+def test_an_endpoint_without_tmp_size_or_logging_holds_lambdas_defaults(setup):
+    """A function as an older endpoint reports it (no EphemeralStorage, no LoggingConfig): Lambda's
+    defaults, so only the function that declares others is updated."""
+    doc = deployed_state(*setup)
+    for current in doc["functions"].values():
+        del current["EphemeralStorage"], current["LoggingConfig"]
+    calls = _plan(setup, doc)
+    assert [(c.operation, c.params["FunctionName"]) for c in calls] == [
+        ("UpdateFunctionConfiguration", "shop-processed-g2-preprod")]
+    assert calls[0].description == "shop-processed-g2-preprod (ephemeral storage 512 MB → 2048 MB; logging Text → JSON DEBUG)"
 
 
 def test_a_changed_state_machine_is_updated(setup):

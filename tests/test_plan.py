@@ -208,3 +208,44 @@ def test_digest_ignores_where_the_project_lives(tmp_path):
     assert one.digest() == two.digest()
     prod = plan_layer(find_project(tmp_path / "one" / "pipeline-config"), "census", "processed", "prod")
     assert prod.digest() != one.digest()
+
+
+LOGGING_HANDLER = (
+    "import os\n\n"
+    "def handler(event, context):\n"
+    "    return {k: os.environ.get(k) for k in ('AWS_LAMBDA_LOG_FORMAT', 'AWS_LAMBDA_LOG_LEVEL')}\n"
+)
+
+
+def test_tmp_size_and_logging_are_deployed_settings(project_factory):
+    """Declared or Lambda's defaults, they are in the plan, its snapshot and its digest: promotion
+    compares them like memory or timeout."""
+    def planned(**kwargs):
+        args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        root = project_factory({"demo/main": {"main": chain_main("f1", f1=args), "functions": {"f1": OK_HANDLER}}})
+        return plan_layer(find_project(root), "demo", "main")
+
+    default = planned()
+    fn = default.functions[0]
+    assert (fn.ephemeral_storage, fn.log_format, fn.log_level) == (512, "Text", None)
+    declared = planned(ephemeral_storage=4096, log_format="JSON", log_level="ERROR")
+    snap = declared.snapshot()["functions"][0]
+    assert (snap["ephemeral_storage"], snap["log_format"], snap["log_level"]) == (4096, "JSON", "ERROR")
+    digests = {default.digest(), declared.digest(), planned(ephemeral_storage=4096).digest(),
+               planned(log_format="JSON").digest(), planned(log_format="JSON", log_level="ERROR").digest()}
+    assert len(digests) == 5
+
+
+@pytest.mark.parametrize("settings, seen", [
+    ("", {"AWS_LAMBDA_LOG_FORMAT": None, "AWS_LAMBDA_LOG_LEVEL": None}),  # Text: Lambda sets neither
+    ("log_format='JSON'", {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "INFO"}),
+    ("log_format='JSON', log_level='TRACE'", {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "TRACE"}),
+])
+def test_a_local_run_gives_the_handler_lambdas_logging_variables(project_factory, settings, seen):
+    from dorc.api import invoke_function
+
+    main = chain_main("f1", **({"f1": settings} if settings else {}))
+    root = project_factory({"demo/main": {"main": main, "functions": {"f1": LOGGING_HANDLER}}})
+    step = invoke_function("demo", "main", "f1", project=find_project(root))
+    assert step.succeeded, step.error
+    assert json.loads(step.output_json) == seen

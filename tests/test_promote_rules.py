@@ -157,6 +157,10 @@ def v(tmp_path_factory) -> dict[str, Variant]:
         "added": _variant(base, "added", chain_main("f1", "f2", "f3", f1=API_KEY_ENV), ("f1", "f2", "f3")),
         "removed": _variant(base, "removed", chain_main("f1", f1=API_KEY_ENV), ("f1",)),
         "memory": _variant(base, "memory", chain_main("f1", "f2", f1=API_KEY_ENV + ", memory=1024"), ("f1", "f2")),
+        "storage": _variant(base, "storage", chain_main("f1", "f2", f1=API_KEY_ENV + ", ephemeral_storage=2048"),
+                            ("f1", "f2")),
+        "logs": _variant(base, "logs", chain_main("f1", "f2", f1=API_KEY_ENV + ', log_format="JSON", log_level="WARN"'),
+                         ("f1", "f2")),
         "secret": _variant(base, "secret", chain_main("f1", "f2", f1=API_KEY_ENV), ("f1", "f2"),
                            secrets={"preprod": ROTATED_SECRET, "prod": SECRETS["prod"]}),
     }
@@ -364,6 +368,9 @@ DRIFT = {
         "function f2: deployed in preprod but no longer defined locally"]),
     "setting changed": ("memory", PKG, ["setting functions[f1].memory: local 1024, preprod 512"]),
     "environment value changed": ("secret", PKG, ["setting functions[f1].environment.API_KEY: value changed"]),
+    "ephemeral storage changed": ("storage", PKG, ["setting functions[f1].ephemeral_storage: local 2048, preprod 512"]),
+    "log format and level changed": ("logs", PKG, ['setting functions[f1].log_format: local "JSON", preprod "Text"',
+                                                   'setting functions[f1].log_level: local "WARN", preprod null']),
     "package and setting": ("memory", PKG_F1_V2, [
         f"function f1: package differs (local {PKG_F1_V2['f1'][:12]}, preprod {PKG['f1'][:12]})",
         "setting functions[f1].memory: local 1024, preprod 512"]),

@@ -249,7 +249,7 @@ def test_timeout(project_factory):
     elapsed = time.monotonic() - t0
     step = result.step("f1")
     assert step.error.type == "Sandbox.Timedout"
-    assert step.error.message == "Task timed out after 1.00 seconds"
+    assert step.error.message == f"RequestId: {step.request_id} Error: Task timed out after 1.00 seconds"
     assert "Task timed out after 1.00 seconds" in step.logs
     # stopped at the timeout, not after the handler's 20 s (wide margins for a busy CI machine)
     assert 950 <= step.duration_ms < 5000

@@ -197,7 +197,7 @@ def test_a_slow_observer_does_not_stop_a_timeout(project_factory):
     step = run(root, observer=observer).step("f1")
     elapsed = time.monotonic() - t0
     assert step.error.type == "Sandbox.Timedout"
-    assert step.error.message == "Task timed out after 1.00 seconds"
+    assert step.error.message == f"RequestId: {step.request_id} Error: Task timed out after 1.00 seconds"
     assert 950 <= step.duration_ms < 5000
     assert elapsed < 20
     assert observer.lines.count("tick") >= 20

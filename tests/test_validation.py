@@ -157,6 +157,17 @@ FIELD_CASES = {
     "env-name-underscore": ("Function(name='f1', environment={'_HANDLER': 'x'})", "'_HANDLER' is invalid", "f1"),
     "runtime": ("Function(name='f1', runtime='python3.8')", "runtime 'python3.8' is not supported", "f1"),
     "next-is-a-path": ("Function(name='f1', next_function='../f2')", "not a plain name", "f1"),
+    "tmp-511": ("Function(name='f1', ephemeral_storage=511)",
+                "ephemeral_storage: Input should be greater than or equal to 512", "f1"),
+    "tmp-10241": ("Function(name='f1', ephemeral_storage=10241)",
+                  "ephemeral_storage: Input should be less than or equal to 10240", "f1"),
+    "log-format": ("Function(name='f1', log_format='XML')", "log_format: Input should be 'Text' or 'JSON'", "f1"),
+    "log-level": ("Function(name='f1', log_format='JSON', log_level='VERBOSE')",
+                  "log_level: Input should be 'TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR' or 'FATAL'", "f1"),
+    "env-reserved-log-format": ("Function(name='f1', environment={'AWS_LAMBDA_LOG_FORMAT': 'JSON'})",
+                                "'AWS_LAMBDA_LOG_FORMAT' is reserved by AWS Lambda", "f1"),
+    "env-reserved-log-level": ("Function(name='f1', environment={'AWS_LAMBDA_LOG_LEVEL': 'DEBUG'})",
+                               "'AWS_LAMBDA_LOG_LEVEL' is reserved by AWS Lambda", "f1"),
 }
 
 
@@ -361,6 +372,18 @@ def test_cli_validate_field_error_names_function(project_factory, cli):
     res = cli("validate", "--config-repo", root)
     assert res.exit_code == 2
     assert "src/demo/main/__main__.py [function f1]: timeout: Input should be less than or equal to 900" in res.stdout
+
+
+def test_cli_validate_refuses_a_log_level_with_the_text_format(project_factory, cli):
+    """Lambda refuses ApplicationLogLevel unless LogFormat is JSON: said before any deploy, with the fix."""
+    main = chain_main("f1", "f2", f1="log_level='DEBUG'",
+                      f2="log_format='JSON', log_level='DEBUG', ephemeral_storage=10240")
+    root = project_factory({"demo/main": {"main": main, "functions": {"f1": OK_HANDLER, "f2": OK_HANDLER}}})
+    res = cli("validate", "--config-repo", root)
+    assert res.exit_code == 2, res.output
+    assert ("src/demo/main/__main__.py [function f1]: log_level: 'DEBUG' needs log_format='JSON' (AWS Lambda "
+            "refuses a log level with the Text format): add log_format='JSON' or remove log_level") in res.stdout
+    assert "demo/main: 1 problem(s)" in res.stdout  # f2, JSON with a level and the largest /tmp, is fine
 
 
 def test_cli_validate_census_is_valid(census_repo, cli):

@@ -35,10 +35,18 @@ def local_environment(plan: LayerPlan, fn: FunctionPlan, fixtures: Fixtures) -> 
     return env
 
 
+def logging_environment(fn: FunctionPlan) -> dict[str, str]:
+    """The variables Lambda sets from the function's logging configuration: with the JSON format
+    only (the Text format sets none), the level being Lambda's default INFO unless declared."""
+    if fn.log_format != "JSON":
+        return {}
+    return {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": fn.log_level or "INFO"}
+
+
 def function_spec(plan: LayerPlan, fn: FunctionPlan, environment: dict[str, str]) -> FunctionSpec:
     return FunctionSpec(
         name=fn.name, source_dir=fn.source_dir, handler=fn.handler, runtime=fn.runtime,
-        memory=fn.memory, timeout=float(fn.timeout), environment=environment,
+        memory=fn.memory, timeout=float(fn.timeout), environment={**environment, **logging_environment(fn)},
         region=plan.region, account_id=plan.account_id,
     )
 

@@ -4,7 +4,7 @@ unzipped code folder.
 
 Standard library plus ``sim.runtime`` only: every call goes through the same ``FunctionRuntime``
 as dorc's in-process target, so the context, Lambda's environment variables, the timeout
-("Task timed out after N.NN seconds", Sandbox.Timedout), Runtime.ExitError for ``sys.exit``,
+("RequestId: <id> Error: Task timed out after N.NN seconds", Sandbox.Timedout), Runtime.ExitError for ``sys.exit``,
 Runtime.MarshalError, import errors (Runtime.ImportModuleError, reported by the first call, as
 Lambda reports init errors with the invocation) and the START/END/REPORT framing are identical.
 
@@ -61,6 +61,11 @@ def _runtime_from(execution_env: str) -> str:
     return "python3.12"
 
 
+# Lambda's variables from the function's logging configuration: passed in the spec as the local
+# target passes them (dorc.targets.local.function_spec), so the runtime reads them the same way.
+LOG_VARIABLES = ("AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL")
+
+
 def function_spec(env: dict[str, str] | os._Environ, runtime: str, user_env_keys: list[str]) -> FunctionSpec:
     """The function, described by the variables LocalStack sets for its execution environment."""
     return FunctionSpec(
@@ -72,7 +77,7 @@ def function_spec(env: dict[str, str] | os._Environ, runtime: str, user_env_keys
         timeout=float(env.get("AWS_LAMBDA_FUNCTION_TIMEOUT") or 3),
         # the function's own variables are in this process's environment already; naming them here
         # keeps them above Lambda's defaults (TZ, LANG) as in AWS
-        environment={k: env[k] for k in user_env_keys if k in env},
+        environment={k: env[k] for k in (*user_env_keys, *LOG_VARIABLES) if k in env},
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         account_id=env.get("LOCALSTACK_FUNCTION_ACCOUNT_ID") or "000000000000",
     )

@@ -240,3 +240,49 @@ def test_dry_run_lists_the_calls_and_changes_nothing(cli, dorc_localstack, tmp_p
     with pytest.raises(s3.exceptions.ClientError):
         s3.head_object(Bucket="dry-artifacts", Key=new_key)
     assert (root / ".dorc/deployments/localstack/dry-main-preprod.json").read_text() == record
+
+
+LOG_VARIABLES = """
+import os
+
+def handler(event, context):
+    seen = {k: os.environ.get(k) for k in ("AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL")}
+    return {"statusCode": 200, "body": {**(event.get("body") or {}), context.function_name: seen}}
+"""
+
+
+def test_tmp_size_and_logging_are_deployed_and_seen_by_the_handler(cli, dorc_localstack, tmp_path):
+    """Lambda's EphemeralStorage and LoggingConfig as declared; the handler gets the logging
+    variables as Lambda sets them (JSON only, the level in capitals); a change is deployed."""
+    main = chain_main("plain", "structured", plain="ephemeral_storage=1024",
+                      structured="ephemeral_storage=2048, log_format='JSON', log_level='TRACE'")
+    root = make_project(tmp_path, {"tmplog/main": {"main": main, "functions": {"plain": LOG_VARIABLES,
+                                                                                "structured": LOG_VARIABLES}}},
+                        name="tmplog")
+    project = find_project(root)
+    result = run_pipeline("tmplog", "main", target="localstack", project=project,
+                          endpoint=dorc_localstack.endpoint, record=False)
+    assert result.succeeded, result.error
+    assert result.output["body"] == {
+        "tmplog-main-plain-localstack": {"AWS_LAMBDA_LOG_FORMAT": None, "AWS_LAMBDA_LOG_LEVEL": None},
+        "tmplog-main-structured-localstack": {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "TRACE"}}
+    lam = dorc_localstack.client("lambda", region_name=project.settings.region)
+
+    def config(name):
+        cfg = lam.get_function_configuration(FunctionName=f"tmplog-main-{name}-localstack")
+        return cfg["EphemeralStorage"], {k: v for k, v in cfg["LoggingConfig"].items() if k != "LogGroup"}
+
+    assert config("plain") == ({"Size": 1024}, {"LogFormat": "Text"})
+    assert config("structured") == ({"Size": 2048}, {"LogFormat": "JSON", "ApplicationLogLevel": "TRACE",
+                                                     "SystemLogLevel": "INFO"})
+    (root / "src/tmplog/main/__main__.py").write_text(
+        chain_main("plain", "structured", plain="log_format='JSON'", structured="ephemeral_storage=2048"))
+    r = cli("deploy", "tmplog", "main", "--env", "localstack", "--target", "localstack",
+            "--endpoint", dorc_localstack.endpoint, "--config-repo", root)
+    assert r.exit_code == 0, r.output
+    done = [line.strip() for line in r.output.splitlines() if line.startswith("  · ") and "deploying" not in line]
+    assert done == ["· updated configuration of tmplog-main-plain-localstack",
+                    "· updated configuration of tmplog-main-structured-localstack"]  # nothing else changed
+    assert config("plain") == ({"Size": 512}, {"LogFormat": "JSON", "ApplicationLogLevel": "INFO",
+                                               "SystemLogLevel": "INFO"})
+    assert config("structured") == ({"Size": 2048}, {"LogFormat": "Text"})

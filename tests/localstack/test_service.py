@@ -357,8 +357,10 @@ def test_timeout_is_sandbox_timedout(deployer, tmp_path):
     took = time.monotonic() - t0
     assert resp["FunctionError"] == "Unhandled"
     assert err["errorType"] == "Sandbox.Timedout"
-    assert err["errorMessage"] == "Task timed out after 1.00 seconds"
-    assert err == {**_in_process_error(tmp_path, "sleeps", {"sleep": 20}), "requestId": err["requestId"]}
+    assert err["errorMessage"] == f"RequestId: {err['requestId']} Error: Task timed out after 1.00 seconds"
+    expected = _in_process_error(tmp_path, "sleeps", {"sleep": 20})
+    expected["errorMessage"] = expected["errorMessage"].replace("in-process", err["requestId"])
+    assert err == {**expected, "requestId": err["requestId"]}
     assert took < 10, took  # stopped at the timeout, not after the handler's 20 s (margin for a busy CI)
     assert "Task timed out after 1.00 seconds" in logs
     # the environment still works afterwards
@@ -394,9 +396,10 @@ def test_worker_that_cannot_be_interrupted_is_killed_at_the_timeout(deployer):
     resp, err, logs = deployer.invoke("stuck", {"block": True})
     took = time.monotonic() - t0
     assert err["errorType"] == "Sandbox.Timedout"
-    assert err["errorMessage"] == "Task timed out after 1.00 seconds"
+    assert err["errorMessage"] == f"RequestId: {err['requestId']} Error: Task timed out after 1.00 seconds"
     # the same error as a timeout the worker reports itself (the executor's fallback made this one)
-    assert err == {"errorMessage": "Task timed out after 1.00 seconds", "errorType": "Sandbox.Timedout",
+    assert err == {"errorMessage": f"RequestId: {err['requestId']} Error: Task timed out after 1.00 seconds",
+                   "errorType": "Sandbox.Timedout",
                    "stackTrace": [], "requestId": err["requestId"]}
     # killed by the executor's fallback: the 1 s timeout plus its TIMEOUT_GRACE (5 s), counted from the
     # worker's acknowledgement; far from the handler's 30 s sleep (margin for a busy CI)

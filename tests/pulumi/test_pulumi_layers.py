@@ -87,6 +87,9 @@ def test_functions_equal_the_plan(stack_run, expected, layer, env):
         assert base64.b64decode(got["sourceCodeHash"]).hex() == fn.package_sha256
         assert got["tags"] == plan.tags
         assert got["description"] == fn.description
+        # Lambda's defaults, said explicitly: a size or format changed in the console comes back
+        assert got["ephemeralStorage"] == {"size": fn.ephemeral_storage} == {"size": 512}
+        assert got["loggingConfig"] == {"logFormat": "Text"}
 
 
 @pytest.mark.parametrize("layer,env", LAYERS)

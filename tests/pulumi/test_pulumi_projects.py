@@ -68,6 +68,27 @@ def test_s3_trigger_becomes_an_event_pattern_rule(demo):
     assert sorted(run.stack_references()) == ["organization/t-infra/infra-prod", "organization/t-universal/universal"]
 
 
+@pytest.mark.parametrize("settings, logging_config", [
+    ('ephemeral_storage=10240, log_format="JSON", log_level="WARN"',
+     {"logFormat": "JSON", "applicationLogLevel": "WARN", "systemLogLevel": "INFO"}),
+    ('ephemeral_storage=1024, log_format="JSON"',  # Lambda's default level, said
+     {"logFormat": "JSON", "applicationLogLevel": "INFO", "systemLogLevel": "INFO"}),
+])
+def test_tmp_size_and_logging_are_function_inputs(tmp_path, settings, logging_config):
+    from dorc.api import plan_layer
+    from dorc.project import find_project
+    from dorc.targets.pulumi.preview import run_stack
+
+    main = DEMO_MAIN.replace('Function(name="f1", ', f'Function(name="f1", {settings}, ')
+    root = write_project(tmp_path / "demo", {"demo/main": {"main": main, "functions": {"f1": OK_HANDLER}}},
+                         stack_files={"demo/main": {"prod": PROD}})
+    project = find_project(root)
+    (fn,) = plan_layer(project, "demo", "main", "prod").functions
+    inputs = _one(run_stack(project, "demo", "main", "prod"), "aws:lambda/function:Function").inputs
+    assert inputs["ephemeralStorage"] == {"size": fn.ephemeral_storage}
+    assert inputs["loggingConfig"] == logging_config
+
+
 def test_secure_setting_is_a_pulumi_secret_in_the_function(demo):
     from dorc.targets.pulumi.preview import is_secret, run_stack, unwrap_secrets
 

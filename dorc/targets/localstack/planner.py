@@ -193,7 +193,16 @@ def function_config(fn: FunctionPlan, role_arn: str, environment: dict[str, str]
     """The configuration a function is created or updated with (code aside)."""
     return {"Role": role_arn, "Handler": fn.handler, "Runtime": fn.runtime, "Timeout": fn.timeout,
             "MemorySize": fn.memory, "Description": fn.description[:256],
-            "Environment": {"Variables": environment}}
+            "Environment": {"Variables": environment},
+            "EphemeralStorage": {"Size": fn.ephemeral_storage}, "LoggingConfig": logging_config(fn)}
+
+
+def logging_config(fn: FunctionPlan) -> dict[str, str]:
+    """Lambda's ``LoggingConfig``: levels only with the JSON format (Lambda refuses them with
+    Text); the system level is Lambda's default, INFO. The log group stays Lambda's default."""
+    if fn.log_format != "JSON":
+        return {"LogFormat": "Text"}
+    return {"LogFormat": "JSON", "ApplicationLogLevel": fn.log_level or "INFO", "SystemLogLevel": "INFO"}
 
 
 def _functions(plan: LayerPlan, infra: InfraPlan, bucket: str, remote: RemoteState,
@@ -232,6 +241,11 @@ def _short_digest(code_sha: str | None) -> str:
         return code_sha
 
 
+def _said_logging(config: dict[str, str]) -> str:
+    """``Text``, ``JSON WARN``: a logging configuration in a change line."""
+    return " ".join(config[k] for k in ("LogFormat", "ApplicationLogLevel") if config.get(k)) or "unset"
+
+
 def config_changes(current: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """What differs between a function's configuration and the wanted one, said for people:
     environment variables by name only."""
@@ -241,7 +255,16 @@ def config_changes(current: dict[str, Any], wanted: dict[str, Any]) -> list[str]
               "MemorySize": "memory"}
     for key, value in wanted.items():
         have = current.get(key)
-        if key == "Environment":
+        if key == "EphemeralStorage":
+            size = (have or {}).get("Size", 512)  # absent: Lambda's default
+            if size != value["Size"]:
+                out.append(f"ephemeral storage {size} MB → {value['Size']} MB")
+        elif key == "LoggingConfig":
+            # the endpoint also reports the log group (Lambda's default, not set by dorc)
+            have = {k: v for k, v in (have or {"LogFormat": "Text"}).items() if k in value or k.endswith("LogLevel")}
+            if have != value:
+                out.append(f"logging {_said_logging(have)} → {_said_logging(value)}")
+        elif key == "Environment":
             have, value = (have or {}).get("Variables", {}), value["Variables"]
             diff = ([f"{k} added" for k in value if k not in have]
                     + [f"{k} changed" for k in value if k in have and have[k] != value[k]]

@@ -19,7 +19,7 @@ from .clients import Clients, error_code
 
 # The parts of a function's configuration the planner compares (GetFunction's "Configuration").
 FUNCTION_KEYS = ("Role", "Handler", "Runtime", "Timeout", "MemorySize", "Description", "Environment",
-                 "CodeSha256", "State", "LastUpdateStatus")
+                 "EphemeralStorage", "LoggingConfig", "CodeSha256", "State", "LastUpdateStatus")
 POLICY_NAME = "dorc"  # the one inline policy dorc puts on each role
 
 

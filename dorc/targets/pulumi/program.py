@@ -230,6 +230,15 @@ def _block_public_access(name: str, bucket: aws.s3.Bucket, parent: pulumi.Resour
         ignore_public_acls=True, restrict_public_buckets=True, opts=_child(parent))
 
 
+def _logging_config(fn) -> aws.lambda_.FunctionLoggingConfigArgs:
+    """Lambda's logging configuration: levels with the JSON format only (Lambda refuses them with
+    Text), the system level Lambda's default INFO, the log group Lambda's default (created above)."""
+    if fn.log_format != "JSON":
+        return aws.lambda_.FunctionLoggingConfigArgs(log_format="Text")
+    return aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", application_log_level=fn.log_level or "INFO",
+                                                 system_log_level="INFO")
+
+
 class CreateLayer(_Exporting):
     """One layer in one environment, from its ``LayerPlan``.
 
@@ -277,6 +286,8 @@ class CreateLayer(_Exporting):
                 runtime=fn.runtime, handler=fn.handler, architectures=[ARCHITECTURE],
                 memory_size=fn.memory, timeout=fn.timeout,
                 environment=aws.lambda_.FunctionEnvironmentArgs(variables=variables),
+                ephemeral_storage=aws.lambda_.FunctionEphemeralStorageArgs(size=fn.ephemeral_storage),
+                logging_config=_logging_config(fn),
                 s3_bucket=artifact_bucket, s3_key=key, source_code_hash=code_sha256(fn.package_sha256),
                 tags=tags, opts=_child(self, depends_on=depends))
         # The ASL names the functions by their planned ARNs; depending on them makes Pulumi

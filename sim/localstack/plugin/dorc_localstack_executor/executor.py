@@ -80,6 +80,20 @@ def _worker_pythonpath() -> str:
     return os.environ.get("DORC_WORKER_PYTHONPATH", "")
 
 
+LOG_VARIABLES = ("AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL")
+
+
+def _logging_environment(logging_config: dict | None) -> dict[str, str]:
+    """The variables Lambda sets from the function's ``LoggingConfig``: with the JSON format only,
+    the level in capitals as the Lambda runtime reads it (LocalStack hands over ``Info``, which the
+    runtime would take for ``INFO`` but ``Trace`` not for ``TRACE``)."""
+    logging_config = logging_config or {}
+    if str(logging_config.get("LogFormat") or "").upper() != "JSON":
+        return {}
+    level = str(logging_config.get("ApplicationLogLevel") or "INFO").upper()
+    return {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": level}
+
+
 def _setup_problems() -> list[str]:
     problems = []
     python = _worker_python()
@@ -283,8 +297,9 @@ class DorcRuntimeExecutor(RuntimeExecutor):
                 # the same wording as dorc's runtime (and AWS): errorType Sandbox.Timedout
                 message = f"Task timed out after {timeout:.2f} seconds"
                 ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-                return self._synthetic_error(req_id, _lambda_error("Sandbox.Timedout", message),
-                                             f"{ts} {req_id} {message}", started)
+                return self._synthetic_error(
+                    req_id, _lambda_error("Sandbox.Timedout", f"RequestId: {req_id} Error: {message}"),
+                    f"{ts} {req_id} {message}", started)
 
     def get_logs(self) -> str:
         try:
@@ -354,6 +369,9 @@ class DorcRuntimeExecutor(RuntimeExecutor):
             "DORC_USER_ENV_KEYS": ",".join(sorted(user_env)),
             "DORC_INVOCATION_LOG_DIR": str(self.work_dir),  # not the handler's TMPDIR
         }
+        for key in LOG_VARIABLES:  # as Lambda sets them, not as LocalStack spells them
+            env.pop(key, None)
+        env.update(_logging_environment(getattr(cfg, "logging_config", None)))
         log_fd = open(self.log_path, "ab")
         try:
             self.process = subprocess.Popen(
