@@ -167,7 +167,8 @@ def _start_point(project: Project, plans: dict[str, LayerPlan], key: str, functi
     """Where a ``--from`` run starts and with what; says so (``observer.progress``), and keeps
     the link in the record. The layer's functions before it do not run, so its record claims
     only the sources of those that did (promotion wants a run of the whole build)."""
-    from .resume import functions_run, resume_point, short_id
+    from .records import short_id
+    from .resume import functions_run, resume_point
 
     point = resume_point(project, plans, key, function, run=resume_from,
                          event_json=event_json if event is not None else None)

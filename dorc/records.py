@@ -120,6 +120,11 @@ def read_records(state_dir: Path, *, pipeline: str | None = None, layer: str | N
 SHORT_ID = 8  # characters of a run's id shown by ``dorc runs`` and taken by ``dorc runs show``
 
 
+def short_id(record: dict[str, Any]) -> str:
+    """A run's id as ``dorc runs`` shows it and messages name it."""
+    return str(record.get("id") or "?")[:SHORT_ID]
+
+
 def find_record(state_dir: Path, run_id: str) -> dict[str, Any] | None:
     """The record whose id starts with ``run_id`` (``"last"``: the newest); None when none does.
     A prefix that several records share is an error listing them."""

@@ -16,8 +16,8 @@ from typing import Any
 from .errors import DorcError
 from .plan import LayerPlan
 from .project import Project
+from .records import short_id
 
-SHORT = 8  # characters of a run id shown in messages (as ``dorc runs`` shows them)
 
 
 @dataclass
@@ -34,10 +34,6 @@ class ResumePoint:
     def link(self) -> dict[str, Any]:
         """What the new run's record keeps: ``"resumed_from": {"run", "function", "layer"}``."""
         return {"run": self.record.get("id") if self.record else None, "function": self.function, "layer": self.layer}
-
-
-def short_id(record: dict[str, Any]) -> str:
-    return str(record.get("id") or Path(record.get("record_path", "?")).stem)[:SHORT]
 
 
 def find_run(project: Project, ref: str) -> dict[str, Any]:
