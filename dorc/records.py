@@ -126,11 +126,16 @@ def short_id(record: dict[str, Any]) -> str:
 
 
 def find_record(state_dir: Path, run_id: str) -> dict[str, Any] | None:
-    """The record whose id starts with ``run_id`` (``"last"``: the newest); None when none does.
-    A prefix that several records share is an error listing them."""
+    """The record whose id starts with ``run_id`` (``"last"``: the newest), or whose file name (with
+    or without ``.json``) is ``run_id``; None when none is. A prefix that several records share is
+    an error listing them."""
     records = read_records(state_dir)
     if run_id == "last":
         return records[-1] if records else None
+    name = Path(run_id).name
+    by_name = [r for r in records if name in (Path(r["record_path"]).name, Path(r["record_path"]).stem)]
+    if by_name:
+        return by_name[-1]
     hits = [r for r in records if r["id"].startswith(run_id.lower())] if run_id else []
     if len(hits) > 1:
         raise DorcError(f"run id {run_id!r} matches {len(hits)} runs: "

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import DefinitionError, DorcError, Problem
+from .records import SHORT_ID
 from .result import RunResult, StepResult
 
 
@@ -229,7 +230,7 @@ def summary(out: Console, result: RunResult, *, project=None) -> None:
     for warning in result.warnings:
         say(out, Text("warning: ", style="bold yellow"), warning)
     if result.record_path:
-        shown = _shown_path(result.record_path) + (f" (dorc runs show {result.run_id[:8]})" if result.run_id else "")
+        shown = shown_path(result.record_path) + (f" (dorc runs show {result.run_id[:SHORT_ID]})" if result.run_id else "")
         say(out, Text("run record: ", style="dim"), Text(shown, style="dim"))
 
 
@@ -246,7 +247,7 @@ def print_import_fix(out: Console, project, step: StepResult) -> None:
         say(out, Text("  fix: ", style="yellow"), hint)
 
 
-def _shown_path(path) -> str:
+def shown_path(path) -> str:
     """Relative to the working directory when below it: shorter, and still a path to paste."""
     try:
         rel = os.path.relpath(str(path))

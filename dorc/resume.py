@@ -43,10 +43,6 @@ def find_run(project: Project, ref: str) -> dict[str, Any]:
 
     ref = (ref or "").strip()
     record = find_record(project.state_dir, ref) if ref else None
-    if record is None and ref:
-        name = Path(ref).name
-        record = next((r for r in reversed(read_records(project.state_dir))
-                       if name in (Path(r["record_path"]).name, Path(r["record_path"]).stem)), None)
     if record is not None:
         return record
     if ref == "last" or not read_records(project.state_dir):

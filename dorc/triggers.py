@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .describe import trigger_words
 from .errors import DorcError
 from .plan import LayerPlan, TriggerPlan
 from .planning import plan_layer, reachable_plans
@@ -106,9 +107,10 @@ def trigger_prefix(trigger: TriggerPlan) -> str:
 
 
 def describe(trigger: TriggerPlan) -> str:
+    """A trigger named in a message: a schedule by its expression, the way the user wrote it."""
     if trigger.kind == "cron":
         return f"{trigger.key} ({trigger.schedule_expression})"
-    return f"{trigger.key} (S3: objects created under s3://{trigger_bucket(trigger)}/{trigger_prefix(trigger)})"
+    return f"{trigger.key} ({trigger_words(trigger)})"
 
 
 # -- one trigger, fired by hand ---------------------------------------------------------------

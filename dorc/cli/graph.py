@@ -41,6 +41,7 @@ def print_tree(model) -> None:
     from rich.tree import Tree
 
     from ..describe import format_duration
+    from ..records import short_id
     from ..render import console
 
     out = console()
@@ -48,7 +49,7 @@ def print_tree(model) -> None:
     title = Text(model.project, style="bold")
     if run is not None:
         status = str(run.get("status", ""))
-        title.append(f"  run {str(run.get('id') or '')[:8]} · {status} · {run.get('target')} · "
+        title.append(f"  run {short_id(run)} · {status} · {run.get('target')} · "
                      f"{format_duration(run.get('duration_ms'))}", style="green" if status == "succeeded" else "red")
     root = Tree(title)
     for inst in model.instances:

@@ -13,7 +13,6 @@ import typer
 
 from ..errors import DorcError
 from ..project import find_project
-from ..records import SHORT_ID  # noqa: F401  (``dorc runs`` shows this many characters of an id)
 from ..result import json_document
 from .options import ConfigRepo
 

@@ -51,6 +51,11 @@ class _Progress:
         self.status.update(escape(message))
 
 
+def _who(info) -> str:
+    """Which process or container is the LocalStack: what `stop` will end."""
+    return f"pid {info.pid}" if info.pid else f"container {str(info.container_id)[:12]}"
+
+
 @localstack_app.command()
 def install(
     python: Optional[str] = Python,
@@ -88,7 +93,7 @@ def start(
     t0 = time.monotonic()
     with _Progress(out) as progress:
         info = api.localstack_start(port=port, state_dir=state_dir, python=python, mode=mode, progress=progress, timeout=timeout)
-    who = f"pid {info.pid}" if info.pid else f"container {str(info.container_id)[:12]}"
+    who = _who(info)
     console().print(f"LocalStack {info.version} ready at [bold]{info.endpoint}[/] ({info.mode} mode, {who}) "
                     f"in {time.monotonic() - t0:.1f} s")
     if info.log_file:
@@ -115,7 +120,7 @@ def stop(
         extra = f" ({st.endpoint} answers, but dorc did not start it)" if st.ready else ""
         console().print(f"no LocalStack started by dorc on port {port}{extra}")
         return
-    who = f"pid {info.pid}" if info.pid else f"container {str(info.container_id)[:12]}"
+    who = _who(info)
     console().print(f"stopped LocalStack at {info.endpoint} ({info.mode} mode, {who}) in {time.monotonic() - t0:.1f} s")
 
 
@@ -139,7 +144,7 @@ def status(
     out.print(f"LocalStack at {st.endpoint}: {mark}" + (f" [dim]({st.note})[/]" if st.note else ""))
     if st.info:
         i = st.info
-        who = f"pid {i.pid}" if i.pid else f"container {str(i.container_id)[:12]}"
+        who = _who(i)
         up = time.time() - i.started_at
         out.print(f"  {i.mode} mode, {who}, version {i.version}, up {up:.0f} s, state {i.state_dir}")
         if i.log_file:

@@ -240,6 +240,7 @@ def runs(
 
     from .. import api
     from ..render import console
+    from ..records import short_id
     from . import history
 
     if instance == "show":  # ``dorc runs show ID``: one run (``runs`` keeps its INSTANCE LAYER form)
@@ -266,7 +267,7 @@ def runs(
                        if s.get("error")), "")
         status = r.get("status")
         where = str(r.get("target", "")) + (f" ({r.get('env')})" if r.get("env") != r.get("target") else "")
-        rows.append((str(r.get("started_at", "")).replace("T", " ").removesuffix("Z"), r["id"][:history.SHORT_ID],
+        rows.append((str(r.get("started_at", "")).replace("T", " ").removesuffix("Z"), short_id(r),
                      f"{r.get('pipeline')}/{r.get('layer')}", where,
                      "[green]succeeded[/]" if status == "succeeded" else
                      "[yellow]cancelled[/]" if status == "cancelled" else "[red]failed[/]",

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..render import shown_path
 from .options import ConfigRepo
 
 
@@ -39,17 +40,6 @@ def plan(
 
 # -- one stack as text ------------------------------------------------------------------------
 
-def _short_path(path: Any) -> str:
-    """Relative to the working directory when below it: the paths are this machine's."""
-    import os
-
-    try:
-        rel = os.path.relpath(str(path))
-    except ValueError:
-        return str(path)
-    return str(path) if rel.startswith("..") else rel
-
-
 def _fmt_number(v: Any) -> str:
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
@@ -72,7 +62,7 @@ def _details(res: dict, asl: bool = False) -> list[str]:
         return [f"retention    {_fmt_number(i.get('retentionInDays'))} days"]
     if t == "aws:s3/bucketObjectv2:BucketObjectv2":
         src = i.get("source") or {}
-        return [f"upload       {_short_path(src.get('path', src))}  (retained when the stack is destroyed)"]
+        return [f"upload       {shown_path(src.get('path', src))}  (retained when the stack is destroyed)"]
     if t == "aws:sfn/stateMachine:StateMachine":
         lines = [f"role         {i.get('roleArn')}"]
         try:

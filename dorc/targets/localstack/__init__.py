@@ -73,21 +73,20 @@ def invoke_function(plan: LayerPlan, function: str, event_json: bytes, *, projec
 def _require_deployed(c: Clients, plans: dict[str, LayerPlan], endpoint: str) -> None:
     """``--no-deploy`` trusts dorc's deployment records; a LocalStack restarted since (without
     persistence) has forgotten what they say it holds: say so before starting anything."""
-    for key, plan in plans.items():
-        gone = []
+    def absent(missing_code: str, call, **params) -> bool:
         try:
-            c.states.describe_state_machine(stateMachineArn=plan.state_machine_arn)
+            call(**params)
         except Exception as exc:
-            if error_code(exc) != "StateMachineDoesNotExist":
+            if error_code(exc) != missing_code:
                 raise
-            gone.append(f"state machine {plan.state_machine_name}")
-        for fn in plan.functions:
-            try:
-                c.awslambda.get_function_configuration(FunctionName=fn.name)
-            except Exception as exc:
-                if error_code(exc) != "ResourceNotFoundException":
-                    raise
-                gone.append(f"function {fn.name}")
+            return True
+        return False
+
+    for key, plan in plans.items():
+        gone = [f"state machine {plan.state_machine_name}"] if absent(
+            "StateMachineDoesNotExist", c.states.describe_state_machine, stateMachineArn=plan.state_machine_arn) else []
+        gone += [f"function {fn.name}" for fn in plan.functions
+                 if absent("ResourceNotFoundException", c.awslambda.get_function_configuration, FunctionName=fn.name)]
         if gone:
             raise LocalStackError(
                 f"{key} is recorded as deployed but LocalStack at {endpoint} does not have it (restarted?): "

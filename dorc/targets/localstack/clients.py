@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 TARGET = "localstack"
 
@@ -34,3 +34,17 @@ class Clients:
 def error_code(exc: Exception) -> str:
     """The AWS error code of a botocore ``ClientError`` ("" for anything else)."""
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+def log_event_pages(logs, log_group: str, since_ms: int, *, max_pages: int) -> Iterator[list[dict[str, Any]]]:
+    """``FilterLogEvents`` of one log group from ``since_ms``, page by page, until the last page
+    (LocalStack may hand back the same token again: that is the last one too) or ``max_pages``.
+    Errors (no such log group yet, ...) are the caller's to judge."""
+    kw: dict[str, Any] = {"logGroupName": log_group, "startTime": since_ms}
+    for _ in range(max_pages):
+        page = logs.filter_log_events(**kw)
+        yield page.get("events", [])
+        token = page.get("nextToken")
+        if not token or token == kw.get("nextToken"):
+            return
+        kw["nextToken"] = token

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 from ...errors import DorcError
 from ...localstack.endpoint import require_ready
 from ...plan import LayerPlan
-from .clients import TARGET, Clients, error_code
+from .clients import TARGET, Clients, error_code, log_event_pages
 from .history import read_execution
 
 STATUS = {"RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed", "TIMED_OUT": "timed out",
@@ -101,14 +101,9 @@ def log_events(plan: LayerPlan, *, endpoint: str | None = None, functions: list[
     while True:
         batch = []
         for fn in fns:
-            kw: dict[str, Any] = {"logGroupName": fn.log_group, "startTime": start}
             try:
-                for _ in range(1000):
-                    page = logs.filter_log_events(**kw)
-                    batch += [e | {"function": fn.key} for e in page.get("events", []) if e["eventId"] not in seen]
-                    if not page.get("nextToken") or page["nextToken"] == kw.get("nextToken"):
-                        break
-                    kw["nextToken"] = page["nextToken"]
+                for page in log_event_pages(logs, fn.log_group, start, max_pages=1000):
+                    batch += [e | {"function": fn.key} for e in page if e["eventId"] not in seen]
             except Exception as exc:
                 if error_code(exc) != "ResourceNotFoundException":  # never called yet: no log group
                     raise

@@ -11,7 +11,7 @@ from typing import Any
 from ...observer import NullObserver
 from ...plan import LayerPlan
 from ...result import RunResult, StepError, StepResult
-from .clients import TARGET, Clients
+from .clients import TARGET, Clients, log_event_pages
 
 LOG_WAIT = 10.0  # seconds: how long a finished step waits for its lines in CloudWatch Logs
 
@@ -270,15 +270,9 @@ class _HistoryReader:
     def _log_events(self, log_group: str, since_ms: int) -> list[dict[str, Any]]:
         """The log group's events since ``since_ms`` (all pages); none while the group does not exist yet."""
         events: list[dict[str, Any]] = []
-        kw: dict[str, Any] = {"logGroupName": log_group, "startTime": since_ms}
         try:
-            for _ in range(50):  # pages; a test's log group holds far fewer
-                page = self.c.logs.filter_log_events(**kw)
-                events += page.get("events", [])
-                token = page.get("nextToken")
-                if not token or token == kw.get("nextToken"):
-                    break
-                kw["nextToken"] = token
+            for page in log_event_pages(self.c.logs, log_group, since_ms, max_pages=50):  # a test's group holds far fewer
+                events += page
         except Exception:  # noqa: BLE001 - not created yet (the first call's lines create it), or a hiccup
             pass
         return events
