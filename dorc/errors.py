@@ -13,9 +13,17 @@ class Problem:
     message: str
     function: str | None = None
 
+    @property
+    def function_label(self) -> str:
+        """`` [function f1]``, or "" for a layer-wide problem. A name with a newline or other
+        control character (a mistake worth showing) is quoted, so it cannot break the line."""
+        if not self.function:
+            return ""
+        name = self.function if self.function.isprintable() else repr(self.function)
+        return f" [function {name}]"
+
     def __str__(self) -> str:
-        where = f"{self.file}" + (f" [function {self.function}]" if self.function else "")
-        return f"{where}: {self.message}"
+        return f"{self.file}{self.function_label}: {self.message}"
 
 
 class DorcError(Exception):

@@ -271,5 +271,5 @@ def print_error(exc: DorcError) -> None:
 def print_problem(out: Console, p: Problem) -> None:
     where = Text(p.file, style="bold")
     if p.function:
-        where.append(f" [function {p.function}]", style="cyan")
+        where.append(p.function_label, style="cyan")
     say(out, Text("  ✗ ", style="red"), where + Text(": " + p.message))

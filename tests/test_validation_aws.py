@@ -420,3 +420,11 @@ def test_definitions_loaded_in_threads_at_once_put_the_real_os_exit_back(tmp_pat
     for t in threads:
         t.join()
     assert os._exit is real
+
+
+def test_a_function_name_with_a_newline_is_shown_quoted_and_keeps_the_problem_on_one_line(project_factory, cli):
+    root = project_factory({"demo/main": {"main": main_py('Function(name="f1\\n")'), "functions": {}}})
+    res = cli("validate", "--config-repo", root)
+    assert res.exit_code == 2
+    line = next(line for line in res.output.splitlines() if "is not a plain name" in line)
+    assert "[function 'f1\\n']" in line
