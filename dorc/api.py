@@ -40,7 +40,7 @@ __all__ = [
     "Firing", "StoredObject", "init_project", "new_layer",
 ]
 TARGETS = tuple(RUN_TARGETS)
-OPTION_FLAGS = {"endpoint": "--endpoint", "deploy_first": "--no-deploy", "timeout": "--timeout"}
+OPTION_FLAGS = {"endpoint": "--endpoint", "deploy_first": "--no-deploy", "timeout": "--timeout", "debug": "--debug"}
 
 
 def parse_event(text: str | None) -> bytes:
@@ -68,11 +68,13 @@ def run_pipeline(instance: str, layer: str | None = None, *, target: str = "loca
                  observer=None, record: bool = True, endpoint: str | None = None,
                  deploy: bool = True, timeout: float | None = None, dry_run: bool = False,
                  start_at: str | None = None, resume_from: str | dict | None = None,
-                 rerun_of: str | None = None) -> RunResult | None:
+                 rerun_of: str | None = None, debug: bool = False) -> RunResult | None:
     """Run a pipeline and return its ``RunResult`` (the same shape from every target).
 
     ``event`` is a Python value (sent as JSON) or, with ``bytes``, JSON already encoded.
     ``endpoint``, ``deploy``, ``timeout`` and ``dry_run`` apply to the LocalStack target only.
+    ``debug`` (local target): handlers attached to the terminal with their timeout suspended, so
+    ``breakpoint()`` works.
     ``dry_run``: report (``observer.progress``) the API calls that deploying every layer the run
     reaches would make, make none, run nothing, record nothing, and return None.
     ``start_at``: start ``layer`` at this function (local target: the same state machine, entered
@@ -87,7 +89,11 @@ def run_pipeline(instance: str, layer: str | None = None, *, target: str = "loca
     if dry_run and not deploy:
         raise DorcError("--dry-run shows what deploying would change; with --no-deploy nothing is deployed",
                         hint="drop --no-deploy, or drop --dry-run")
-    given = {"endpoint": endpoint, "deploy_first": None if deploy else False, "timeout": timeout}
+    if debug and "debug" not in module.OPTIONS:
+        raise DorcError("--debug runs the handlers on this machine, attached to the terminal: it applies to "
+                        "local runs only", hint="run with --local --debug, or drop --debug")
+    given = {"endpoint": endpoint, "deploy_first": None if deploy else False, "timeout": timeout,
+             "debug": True if debug else None}
     given = {name: value for name, value in given.items() if value is not None}
     refused = [OPTION_FLAGS[name] for name in given if name not in module.OPTIONS]
     if refused:
@@ -136,7 +142,6 @@ def run_pipeline(instance: str, layer: str | None = None, *, target: str = "loca
                             else " (no run record could be written either)")
         raise err from None
     result = _merge(results)
-    result.warnings = import_warnings(project, plans)
     if record:
         ran = None if deploy else _deployed_code(target, plans, project, endpoint)  # --no-deploy: what was there
         _write_record(project, result, sources, plans, ran, request)
@@ -288,15 +293,6 @@ class _StepsSoFar:
 
 def _event_json(event: Any) -> bytes:
     return event if isinstance(event, bytes) else json.dumps({} if event is None else event).encode()
-
-
-def import_warnings(project: Project, plans: dict[str, LayerPlan]) -> list[str]:
-    """What ran here but would not import in AWS (``dorc validate`` lists the same as problems):
-    a local run shares dorc's environment, so "it passed" must not hide it."""
-    from .import_check import function_import_problems
-
-    return [str(problem) for plan in plans.values() for fn in plan.functions
-            for problem in function_import_problems(project, fn.key, Path(fn.source_dir), fn.runtime)]
 
 
 def invoke_function(instance: str, layer: str, function: str, *, event: Any = None, env: str | None = None,
@@ -527,4 +523,6 @@ def _merge(results: list[RunResult]) -> RunResult:
     first.duration_ms = sum(r.duration_ms for r in results)
     last = results[-1]
     first.error, first.output_json = last.error, last.output_json
+    first.warnings = list(dict.fromkeys(w for r in results for w in r.warnings))
+    first.sandbox = next((r.sandbox for r in results if r.sandbox and r.sandbox != "full"), first.sandbox)
     return first

@@ -9,6 +9,7 @@ the user's modules are never imported). Used by ``dorc validate``.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -244,8 +245,9 @@ _KNOWN_DISTRIBUTIONS = {"yaml": "pyyaml", "pil": "pillow", "sklearn": "scikit-le
 
 
 def install_hint(function_dir: Path, error_message: str) -> str | None:
-    """For a ``Runtime.ImportModuleError`` of a module that the function's (or its layer's)
-    requirements.txt declares: the ``pip install -r`` that puts it where local runs import from."""
+    """For a ``Runtime.ImportModuleError`` (local runs import from the function's package, as
+    Lambda does): what to change in requirements.txt, which local runs and deployments alike
+    vendor into the package."""
     import os
     import re
 
@@ -253,6 +255,14 @@ def install_hint(function_dir: Path, error_message: str) -> str | None:
     if not m:
         return None
     module = m.group(1).split(".")[0]
+
+    def shown(path: Path) -> str:
+        try:
+            rel = os.path.relpath(path)
+        except ValueError:
+            return str(path)
+        return str(path) if rel.startswith("..") else rel
+
     wanted = {_normalize(module), _normalize(_KNOWN_DISTRIBUTIONS.get(module.lower(), module))}
     for req in (function_dir / "requirements.txt", function_dir.parent.parent / "requirements.txt"):
         try:
@@ -262,12 +272,9 @@ def install_hint(function_dir: Path, error_message: str) -> str | None:
         names = {_normalize(n) for n in (_requirement_name(line.split(" #", 1)[0].strip()) for line in lines
                                          if line.strip() and not line.lstrip().startswith("#")) if n}
         if names & wanted:
-            try:
-                shown = os.path.relpath(req)
-            except ValueError:
-                shown = str(req)
-            if shown.startswith(".."):
-                shown = str(req)
-            return (f"{module!r} is declared in {shown} but not installed where dorc runs: "
-                    f"pip install -r {shown}")
-    return None
+            return (f"{module!r} is declared in {shown(req)}, but the function's package has no module {module!r}: "
+                    "check that the distribution provides it and has a wheel for the function's runtime")
+    if module in _stdlib_of(f"python{sys.version_info[0]}.{sys.version_info[1]}"):
+        return None  # a standard module of another Python: the runtime is the fix, not requirements
+    return (f"add the distribution that provides {module!r} to {shown(function_dir / 'requirements.txt')} "
+            "(local runs and deployments vendor it into the function's package)")

@@ -36,6 +36,7 @@ EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 EXCLUDED_NAMES = {".DS_Store", "requirements.txt"}
 ARCHITECTURE = "x86_64"
 PIP_TIMEOUT = 600  # seconds for one pip run that vendors a function's requirements
+PIP_NETWORK_TIMEOUT = 20  # seconds pip waits on a silent index before it retries (twice), then gives up
 # pip's settings that would make it write somewhere else than the vendored folder
 PIP_WRITING_VARIABLES = {"PIP_TARGET", "PIP_PREFIX", "PIP_ROOT", "PIP_USER", "PIP_SRC", "PIP_EDITABLE"}
 # what pip writes into a distribution's metadata about the install itself (paths, tool, request)
@@ -356,6 +357,7 @@ def vendor(requirements: Requirements, runtime: str, cache_dir: Path) -> Path | 
         folder.mkdir(parents=True)
     (given / "requirements.txt").write_text("\n".join([*requirements.options, *requirements.requirements]) + "\n")
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+           "--timeout", str(PIP_NETWORK_TIMEOUT), "--retries", "2",
            "--target", str(tmp), "--platform", f"manylinux2014_{ARCHITECTURE}", "--implementation", "cp",
            "--python-version", py, "--only-binary=:all:", "-r", str(given / "requirements.txt")]
     if requirements.constraints:
@@ -382,9 +384,15 @@ def vendor(requirements: Requirements, runtime: str, cache_dir: Path) -> Path | 
     if proc.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
+        offline = ("from versions: none" in proc.stderr and "Retrying" in proc.stderr) or any(
+            word in proc.stderr for word in ("NewConnectionError", "Temporary failure in name resolution",
+                                             "Network is unreachable", "ConnectTimeoutError"))
         raise PackageError(
             f"could not vendor {what} for {runtime} ({ARCHITECTURE}):\n{tail}",
-            hint="check the names and versions (and --hash values); only packages with manylinux or pure-Python "
+            hint=("no package index answered (offline?): run once online to fill the cache (.dorc/cache), or "
+                  "point pip at a folder of wheels (`--find-links DIR` and `--no-index` in requirements.txt, or "
+                  "PIP_FIND_LINKS)") if offline else
+                 "check the names and versions (and --hash values); only packages with manylinux or pure-Python "
                  "wheels can be vendored",
         )
     (tmp / ".complete").write_text("\n".join(requirements.canonical))

@@ -72,10 +72,13 @@ class TerminalObserver:
     goes quiet.
     """
 
-    def __init__(self, out: Console, *, show_logs: bool = True):
+    def __init__(self, out: Console, *, show_logs: bool = True, spinner: bool = True):
+        """``spinner=False``: the terminal is the handler's (``dorc run --debug``): nothing is
+        drawn over what it prints or over its debugger's prompt."""
         self.out = out
         self.show_logs = show_logs
         self._status = None
+        self._spinner = spinner
         self._plain = not out.is_terminal  # no styles, no spinner: plain text is what rich writes
         self._lock = threading.RLock()
         self._pending: list[str] = []
@@ -100,7 +103,7 @@ class TerminalObserver:
             self._draw()
             say(self.out, Text("▶ ", style="bold cyan"), Text.assemble((f"{layer} ", "cyan"), (function, "bold"),
                                                                     (f"  ({deployed_name})", "dim")))
-            if self.out.is_terminal:
+            if self.out.is_terminal and self._spinner:
                 self._status = self.out.status(f"running {layer} {function}…", spinner="dots")
                 self._status.start()
 
@@ -227,6 +230,8 @@ def summary(out: Console, result: RunResult, *, project=None) -> None:
     say(out, "", verdict)
     if project is not None and result.failed_step is not None:
         print_import_fix(out, project, result.failed_step)
+    if result.sandbox:
+        say(out, Text("sandbox: ", style="dim"), Text(result.sandbox, style="dim" if result.sandbox == "full" else "yellow"))
     for warning in result.warnings:
         say(out, Text("warning: ", style="bold yellow"), warning)
     if result.record_path:
@@ -235,8 +240,8 @@ def summary(out: Console, result: RunResult, *, project=None) -> None:
 
 
 def print_import_fix(out: Console, project, step: StepResult) -> None:
-    """A ``Runtime.ImportModuleError`` of a package the function's requirements.txt declares:
-    the ``pip install -r`` to run (the runtime reports the error as AWS does; the fix is dorc's)."""
+    """A ``Runtime.ImportModuleError``: the requirements.txt change that fixes it (the runtime
+    reports the error as AWS does; the fix is dorc's to say)."""
     if step.error is None or step.error.type != "Runtime.ImportModuleError":
         return
     from .import_check import install_hint

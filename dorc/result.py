@@ -104,6 +104,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)  # e.g. an import AWS could not satisfy
     cancelled: bool = False  # stopped by Ctrl-C: the steps done so far, recorded as "cancelled"
     run_id: str | None = None  # the run record's id (``dorc runs show ID``), once recorded
+    sandbox: str | None = None  # local runs: "full", or "partial (what the machine could not enforce)"
 
     @property
     def status(self) -> str:
@@ -178,6 +179,7 @@ class RunResult:
             "output": self.output,
             "error": self.error.to_dict() if self.error else None,
             "warnings": list(self.warnings),
+            "sandbox": self.sandbox,
         }
 
     def to_json(self, *, logs: bool = True) -> str:

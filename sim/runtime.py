@@ -270,9 +270,12 @@ class _LineWriter(io.TextIOBase):
     encoding = "utf-8"
     errors = "backslashreplace"
 
-    def __init__(self, emit: LogSink):
+    def __init__(self, emit: LogSink, fd: int | None = None):
+        """``fd``: the process's own descriptor (1 or 2), when something else drains it into the
+        log already (a sandbox's worker); ``fileno()`` then is that, as in Lambda."""
         self._emit = emit
         self._buf = ""
+        self._fixed_fd = fd
         self._fd: int | None = None
         self._drain: threading.Thread | None = None
 
@@ -283,6 +286,8 @@ class _LineWriter(io.TextIOBase):
         return False
 
     def fileno(self) -> int:
+        if self._fixed_fd is not None:
+            return self._fixed_fd
         if self._fd is None:
             read_fd, self._fd = os.pipe()
             self._drain = threading.Thread(target=self._drain_pipe, args=(read_fd,), daemon=True,
@@ -467,12 +472,29 @@ class FunctionRuntime:
     """One function's execution environment. ``invoke`` may be called many times (warm starts)."""
 
     def __init__(self, spec: FunctionSpec, sink: LogSink | None = None, *, isolate: bool = True,
-                 log_stream: str | None = None):
+                 log_stream: str | None = None, timeout_outside: bool = False, attached: bool = False,
+                 on_init: Callable[[float], None] | None = None, flush: Callable[[], None] | None = None,
+                 keep_logs: bool = True):
         """``isolate``: share the process with other functions (in-process runs). A worker that
-        hosts a single function (the LocalStack executor) keeps its code folder on ``sys.path``
-        for good, as Lambda does with ``/var/task``."""
+        hosts a single function (a sandbox, the LocalStack executor) keeps its code folder on
+        ``sys.path`` for good, as Lambda does with ``/var/task``.
+
+        ``timeout_outside``: the process that started this worker kills it at the deadline, so no
+        signal is taken from the handler (SIGALRM, SIGINT are its own, as in Lambda).
+        ``attached``: stdin, stdout and stderr stay the terminal's (``dorc run --debug``, so that
+        ``breakpoint()`` works). ``on_init``: told the Init Duration (ms) once the module is
+        imported, before the handler is called (the invoke phase, and its timeout, start then).
+        ``flush``: given by a worker that drains its own file descriptors 1 and 2 into the log
+        (``sys.stdout.fileno()`` is then 1, as in Lambda); called when the handler has returned,
+        before END, so that everything written to them so far is in the log. ``keep_logs=False``: the
+        sink keeps the lines (a sandbox's dorc), not this process, whose memory is the handler's."""
         self.spec = spec
         self._isolate = isolate
+        self._timeout_outside = timeout_outside
+        self._attached = attached
+        self._on_init = on_init
+        self._flush = flush
+        self._keep_logs = keep_logs
         self._sink = sink or (lambda line: None)
         self._handler: Callable[[Any, Any], Any] | None = None
         self._folder = os.path.realpath(spec.source_dir)
@@ -492,8 +514,11 @@ class FunctionRuntime:
         sink, monotonic, get_ident = self._sink, time.monotonic, threading.get_ident
         clock: _CallClock | None = None  # while the function runs: sink time is not its time
 
+        keep = self._keep_logs
+
         def emit(line: str) -> None:
-            lines.append(line)
+            if keep:
+                lines.append(line)
             c = clock
             if c is None or get_ident() != c.owner:
                 sink(line)
@@ -518,7 +543,8 @@ class FunctionRuntime:
         error: InvocationError | None = None
         env = lambda_environment(self.spec, self._log_stream)
         json_logs, log_level = _log_settings(env if self._isolate else {**os.environ, **env})
-        out, err = _LineWriter(emit), _LineWriter(emit)
+        fds = (1, 2) if self._flush is not None else (None, None)  # the worker drains its own 1 and 2
+        out, err = _LineWriter(emit, fds[0]), _LineWriter(emit, fds[1])
         log_handler = self._log_handler
         if log_handler is None:
             log_handler = self._log_handler = _LambdaLogHandler(emit, request_id, json_logs)
@@ -528,9 +554,11 @@ class FunctionRuntime:
         saved_level = root.level
         guard = _ExitGuard() if self._isolate else contextlib.nullcontext()
         try:
-            with _Environ(env), guard, open(os.devnull, encoding="utf-8") as stdin, _fd0_at(stdin.fileno()):
+            with (_Environ(env), guard, open(os.devnull, encoding="utf-8") as stdin,
+                  contextlib.nullcontext() if self._attached else _fd0_at(stdin.fileno())):
                 time.tzset()  # TZ=:UTC applies: datetime.now() is UTC, as in Lambda
-                sys.stdin, sys.stdout, sys.stderr = stdin, out, err  # stdin: EOF, never dorc's
+                if not self._attached:
+                    sys.stdin, sys.stdout, sys.stderr = stdin, out, err  # stdin: EOF, never dorc's
                 with getattr(logging, "_lock", None) or contextlib.nullcontext():
                     root.handlers.insert(0, log_handler)  # first, as Lambda's runtime installs it
                 if log_level is not None:
@@ -540,11 +568,18 @@ class FunctionRuntime:
                         t0 = clock.elapsed()
                         error = self._load(request_id)
                         init_ms = (clock.elapsed() - t0) * 1000
+                        # Lambda's Init phase is not the invocation's: its timeout and
+                        # get_remaining_time_in_millis() start when the handler is called
+                        clock.start, clock.paused = time.monotonic(), 0.0
+                        if self._on_init is not None:
+                            self._on_init(init_ms)
                     if error is None:
                         payload, error = self._call(event_json, event, request_id, clock)
                 finally:
                     out.finish()
                     err.finish()
+                    if self._flush is not None:
+                        self._flush()
                     root.removeHandler(log_handler)
                     if log_level is not None and self._isolate:
                         root.setLevel(saved_level)
@@ -555,11 +590,11 @@ class FunctionRuntime:
         clock = None
         if isinstance(guard, _ExitGuard) and guard.code is not None:
             # os._exit, even if the handler caught what it raised: the process would be gone
-            payload, error = None, _exit_error(guard.code, request_id)
+            payload, error = None, exit_error(guard.code, request_id)
         if error is not None and error.type == "Runtime.ExitError":
             self._reset()  # the runtime exited: the next call starts a new environment
         if error is not None and error.type == "Sandbox.Timedout":
-            emit(f"{_iso_now()} {request_id} {_timeout_text(self.spec.timeout)}")
+            emit(f"{iso_now()} {request_id} {timeout_text(self.spec.timeout)}")
         elif error is not None and error.log_lines is not None:
             for line in error.log_lines:
                 emit(line)
@@ -610,11 +645,13 @@ class FunctionRuntime:
             return InvocationError("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {_safe_str(exc)}",
                                    _user_frames(exc))
         except SystemExit as exc:
-            return _exit_error(_system_exit_status(exc), request_id)
+            return exit_error(_system_exit_status(exc), request_id)
         except _ProcessExit as exc:
-            return _exit_error(exc.code, request_id)
-        except KeyboardInterrupt:
-            raise  # at import, Ctrl-C is not told apart from the module's own: dorc's
+            return exit_error(exc.code, request_id)
+        except KeyboardInterrupt as exc:
+            if not self._timeout_outside:
+                raise  # at import in dorc's process, Ctrl-C is not told apart from the module's own
+            return _crash_error(exc, "signal: interrupt", request_id)  # a worker gets no Ctrl-C
         except Exception as exc:
             return InvocationError(type(exc).__name__, _safe_str(exc), _user_frames(exc))
         except BaseException as exc:  # noqa: BLE001 - CancelledError, GeneratorExit, ...: ends Lambda's runtime
@@ -638,16 +675,19 @@ class FunctionRuntime:
         assert self._handler is not None
         entered = self._enter_code()  # imports made inside the handler resolve in its own folder too
         try:
-            result = _with_timeout(lambda: self._handler(event, context), clock)
+            if self._timeout_outside:
+                result = self._handler(event, context)
+            else:
+                result = _with_timeout(lambda: self._handler(event, context), clock)
         except _TimedOut:
             return None, InvocationError("Sandbox.Timedout",
-                                         f"RequestId: {request_id} Error: {_timeout_text(self.spec.timeout)}")
+                                         f"RequestId: {request_id} Error: {timeout_text(self.spec.timeout)}")
         except SystemExit as exc:
-            return None, _exit_error(_system_exit_status(exc), request_id)
+            return None, exit_error(_system_exit_status(exc), request_id)
         except _ProcessExit as exc:
-            return None, _exit_error(exc.code, request_id)
+            return None, exit_error(exc.code, request_id)
         except KeyboardInterrupt as exc:
-            if clock.interrupt_is_dorcs():
+            if not self._timeout_outside and clock.interrupt_is_dorcs():
                 raise  # Ctrl-C: dorc stops the run
             # the handler's own: uncaught, it ends Lambda's runtime process by SIGINT
             return None, _crash_error(exc, "signal: interrupt", request_id)
@@ -773,7 +813,7 @@ def _fd0_at(fd: int):
         os.close(saved)
 
 
-def _timeout_text(timeout: float) -> str:
+def timeout_text(timeout: float) -> str:
     return f"Task timed out after {timeout:.2f} seconds"
 
 
@@ -810,7 +850,7 @@ def _system_exit_status(exc: SystemExit) -> int:
     return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
 
 
-def _exit_error(status: int, request_id: str) -> InvocationError:
+def exit_error(status: int, request_id: str) -> InvocationError:
     """Lambda's error when the runtime process ends during a call (sys.exit, os._exit)."""
     return InvocationError("Runtime.ExitError",
                            f"RequestId: {request_id} Error: Runtime exited with error: exit status {status}")
@@ -841,5 +881,5 @@ def _max_rss_mb(own_process: bool = False) -> int:
     return int(rss / 1024) if sys.platform != "darwin" else int(rss / 1024 / 1024)
 
 
-def _iso_now() -> str:
+def iso_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"

@@ -448,11 +448,13 @@ def test_json_run_that_cannot_start_still_prints_one_document(project_factory, c
     assert "ghost" in res.stderr  # the human message as always
 
 
-def test_a_run_warns_about_an_import_only_dorcs_environment_satisfies(project_factory, cli):
+def test_an_import_only_dorcs_environment_satisfies_fails_the_run_as_in_aws(project_factory, cli):
     uses_rich = "import rich\n\ndef handler(event, context):\n    return {'statusCode': 200, 'body': rich.__name__}\n"
     repo = project_factory({"demo/main": {"main": chain_main("f1"), "functions": {"f1": uses_rich}}})
     res = cli("run", "demo", "--config-repo", repo)
-    assert res.exit_code == 0, res.output  # it runs here: rich is in dorc's environment
-    assert "warning: " in res.stdout and "imports 'rich'" in res.stdout and "Runtime.ImportModuleError" in res.stdout
+    # dorc's own environment has rich, but the function runs from its package, as in AWS
+    assert res.exit_code == 1, res.output
+    assert "Runtime.ImportModuleError" in res.stdout and "No module named 'rich'" in res.stdout
+    assert "add the distribution that provides 'rich' to " in " ".join(res.stdout.split())
     doc = json.loads(cli("run", "demo", "--json", "--config-repo", repo).stdout)
-    assert len(doc["warnings"]) == 1 and "add rich to " in doc["warnings"][0]
+    assert doc["status"] == "failed" and doc["warnings"] == [] and doc["sandbox"]

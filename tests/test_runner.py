@@ -7,6 +7,7 @@ import json
 import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -335,14 +336,18 @@ def test_lambda_environment_is_set_during_the_call_and_restored(project_factory,
     assert env["AWS_LAMBDA_FUNCTION_NAME"] == "demo-main-f1-local"
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "eu-west-2"
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
-    assert env["LAMBDA_TASK_ROOT"] == str(root / "src" / "demo" / "main" / "src" / "f1")
+    # the task root: the function's package as Lambda unzips it (not the source folder)
+    task_root = Path(env["LAMBDA_TASK_ROOT"])
+    assert task_root.parent == root / ".dorc" / "task-roots"
+    assert (task_root / "lambda.py").read_text() == (root / "src" / "demo" / "main" / "src" / "f1" / "lambda.py").read_text()
     assert env["_HANDLER"] == "lambda.handler"
     assert env["HOLDING_BUCKET"] == "t-holding-local"
     assert env["DORC_ENV"] == "local" and env["DORC_PIPELINE"] == "demo/main"
     assert env["MY_VAR"] == "mine"
     assert env["AWS_ACCESS_KEY_ID"] == "testing"  # never the caller's real credentials
     assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == "/aws/lambda/demo-main-f1-local"
-    assert env["AWS_PROFILE"] is None and env["AWS_ENDPOINT_URL"] is None  # every AWS call stays in-process
+    assert env["AWS_PROFILE"] is None  # never the caller's profile
+    assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")  # dorc's local AWS, never the caller's
     assert after == before
 
 
@@ -398,8 +403,8 @@ def test_functions_see_their_own_lambda_py_and_helper_modules(project_factory):
     b1, b2 = result.step("f1").output["body"], result.step("f2").output["body"]
     assert (b1["util"], b1["mine"]) == ("one", "one")
     assert (b2["util"], b2["mine"]) == ("two", "two")
-    assert b1["file"].endswith(os.path.join("f1", "util.py"))
-    assert b2["file"].endswith(os.path.join("f2", "util.py"))
+    assert Path(b1["file"]).read_text() == "VALUE = 'one'\n"  # each from its own task root
+    assert Path(b2["file"]).read_text() == "VALUE = 'two'\n"
     # another function's helper is not importable
     err = result.step("f3").error
     assert err.type == "Runtime.ImportModuleError"

@@ -14,7 +14,7 @@ import sys
 import typer
 
 from ..errors import DorcError, FileSystemError
-from . import deploy, graph, history, localstack, pipelines, plan, resume, scaffold, store
+from . import deploy, doctor, graph, history, localstack, pipelines, plan, resume, scaffold, store
 
 app = typer.Typer(
     help="Run serverless data pipelines in-process, in LocalStack and in AWS from one definition.",
@@ -38,6 +38,7 @@ app.command()(graph.graph)
 app.command()(deploy.deploy)
 app.command()(deploy.destroy)
 app.command()(deploy.promote)
+app.command()(doctor.doctor)
 app.add_typer(store.store_app, name="store")
 app.add_typer(localstack.localstack_app, name="localstack")
 

@@ -93,6 +93,8 @@ def show(run_id: Optional[str], *, target: str, env: Optional[str], endpoint: Op
         shortened |= cut
         out.print("\n[bold]output[/]:")
         out.print(_indent(text, 3), highlight=False, markup=False)
+    if record.get("sandbox"):
+        out.print(f"[dim]sandbox: {escape(str(record['sandbox']))}[/]")
     for warning in record.get("warnings") or []:
         out.print(f"[yellow]warning:[/] {escape(str(warning))}")
     if shortened:

@@ -33,6 +33,7 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="With --localstack: list the API calls deploying the layers would make, make none, and run nothing."),
     from_function: Optional[str] = typer.Option(None, "--from", metavar="FUNCTION", help="Start the layer at this function, with the input it received in the layer's last recorded run (or in --run's; or --event). Local runs only."),
     from_run: Optional[str] = typer.Option(None, "--run", metavar="ID", help="With --from: the recorded run whose input to use (its id or first characters, as dorc runs shows, its record's file name, or last)."),
+    debug: bool = typer.Option(False, "--debug", help="Run the handlers attached to this terminal (stdin included) with their timeouts suspended and no spinner, so breakpoint() and pdb work. Local runs only."),
     watch: bool = typer.Option(False, "--watch", help="Run again whenever a file of the layers it runs (their folders) or dorc.toml changes. Ctrl-C stops watching (exit 130)."),
     config_repo: Optional[str] = ConfigRepo,
 ):
@@ -52,6 +53,9 @@ def run(
                             hint=f"drop {flag} (every run is recorded: dorc runs, dorc runs show last --json)")
         if from_run is not None and (event is not None or trigger is not None):
             raise DorcError("--run and --event (or --trigger) both give --from its input", hint="choose one")
+        if debug and (as_json or watch):
+            flag = "--json" if as_json else "--watch"
+            raise DorcError(f"--debug gives the terminal to the handlers; it has no {flag} form", hint=f"drop {flag}")
         target = "localstack" if localstack else "local"
         project = find_project(config_repo)
         out = console(stderr=as_json)
@@ -60,12 +64,12 @@ def run(
         given = event is not None or trigger is not None  # --from without it: the recorded input
         run_args = dict(target=target, event=event_json if given or from_function is None else None, env=env,
                         endpoint=endpoint, deploy=not no_deploy, timeout=timeout, dry_run=dry_run,
-                        start_at=from_function, resume_from=from_run)
+                        start_at=from_function, resume_from=from_run, debug=debug)
         if watch:
             from .watch import watch_runs
 
             watch_runs(instance, layer, project=project, out=out, quiet=quiet, run_args=run_args)
-        observer = TerminalObserver(out, show_logs=not quiet)
+        observer = TerminalObserver(out, show_logs=not quiet, spinner=not debug)
         try:
             with _stdout_fd_to_stderr(as_json):
                 result = api.run_pipeline(instance, layer, project=project, observer=observer, **run_args)

@@ -424,6 +424,8 @@ def _start_host(port: int, folder: Path, python: str | None, progress: Progress 
         "DORC_WORKER_PYTHONPATH": str(worker_pythonpath()),
         "DORC_WORKER_PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
         "DORC_EXECUTOR_MARKER": str(marker),
+        "DORC_RUNTIME_DIR": _runtime_dir(),
+        **_sandbox_settings(),
     }
     if os.environ.get("DORC_LOCALSTACK_LOG_LEVEL"):
         env["LS_LOG"] = os.environ["DORC_LOCALSTACK_LOG_LEVEL"]
@@ -453,6 +455,31 @@ def _start_host(port: int, folder: Path, python: str | None, progress: Progress 
     info.ready_seconds = round(time.monotonic() - t0, 2)
     _write_info(info)
     return info
+
+
+def _runtime_dir() -> str:
+    """The runtime dir handlers run with (dorc_sim and the AWS SDK Lambda ships), as in local runs."""
+    from dorc_sim.sandbox.sdk import RuntimeDirError, runtime_dir
+
+    try:
+        return str(runtime_dir())
+    except RuntimeDirError as exc:
+        raise LocalStackError(exc.message, hint=exc.hint) from None
+
+
+def _sandbox_settings() -> dict[str, str]:
+    """What the executor needs to find a runtime's Python and sandbox as a local run does, although
+    LocalStack has a HOME and PATH of its own: where pyenv and uv keep Pythons, the user's
+    ``$DORC_PYTHON3_N`` overrides and ``$DORC_SANDBOX``."""
+    home = Path.home()
+    data = os.environ.get("XDG_DATA_HOME")
+    out = {
+        "PYENV_ROOT": os.environ.get("PYENV_ROOT") or str(home / ".pyenv"),
+        "UV_PYTHON_INSTALL_DIR": os.environ.get("UV_PYTHON_INSTALL_DIR")
+        or str((Path(data) if data and os.path.isabs(data) else home / ".local" / "share") / "uv" / "python"),
+    }
+    out.update({k: v for k, v in os.environ.items() if k.startswith("DORC_PYTHON3_") or k == "DORC_SANDBOX"})
+    return out
 
 
 def _wait_executor(marker: Path, log: Path, alive: Callable[[], str | None], deadline: float) -> None:

@@ -1,16 +1,21 @@
-"""The in-process target: the plan's state machine, interpreted here, with each Task run by
-``sim.runtime`` and AWS calls answered by moto.
+"""The local target: the plan's state machine, interpreted here; each Task runs in its function's
+sandbox (``dorc_sim.sandbox``: a worker process on the runtime's Python, in the task root the
+package unzips to), and AWS calls go to moto, served to the sandboxes over 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
-from dorc_sim.aws import FAKE_CREDENTIALS, LocalAWS
-from dorc_sim.fixtures import FixtureError, Fixtures
-from dorc_sim.runtime import FunctionRuntime, FunctionSpec
+from collections import OrderedDict
+from pathlib import Path
 
-from ..errors import ProjectError
+from dorc_sim.aws import LocalAWS
+from dorc_sim.fixtures import FixtureError, Fixtures
+from dorc_sim.runtime import FunctionSpec
+
+from ..errors import DorcError, ProjectError, ToolMissingError
 from ..observer import NullObserver, Observer
 from ..plan import FunctionPlan, LayerPlan
 from ..result import RunResult, StepError, StepResult
@@ -18,7 +23,7 @@ from . import asl
 
 TARGET = "local"
 DEFAULT_ENV = "local"  # the environment whose names a run uses unless --env says otherwise
-OPTIONS: tuple[str, ...] = ("start_at",)  # run options this target takes (see dorc.api.run_pipeline)
+OPTIONS: tuple[str, ...] = ("start_at", "debug")  # run options this target takes (see dorc.api.run_pipeline)
 
 
 def local_environment(plan: LayerPlan, fn: FunctionPlan, fixtures: Fixtures) -> dict[str, str]:
@@ -43,28 +48,146 @@ def logging_environment(fn: FunctionPlan) -> dict[str, str]:
     return {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": fn.log_level or "INFO"}
 
 
-def function_spec(plan: LayerPlan, fn: FunctionPlan, environment: dict[str, str]) -> FunctionSpec:
+def function_spec(plan: LayerPlan, fn: FunctionPlan, environment: dict[str, str],
+                  task_root: str | None = None) -> FunctionSpec:
     return FunctionSpec(
-        name=fn.name, source_dir=fn.source_dir, handler=fn.handler, runtime=fn.runtime,
+        name=fn.name, source_dir=task_root or fn.source_dir, handler=fn.handler, runtime=fn.runtime,
         memory=fn.memory, timeout=float(fn.timeout), environment={**environment, **logging_environment(fn)},
         region=plan.region, account_id=plan.account_id,
     )
 
 
-class _Backend:
-    """Connects the interpreter's Tasks to function runtimes and records each step."""
+KEEP_OPEN = 4  # sandboxes kept warm during a run (the next function's is started early)
 
-    def __init__(self, plans: dict[str, LayerPlan], fixtures: Fixtures, observer: Observer, result: RunResult):
+
+class _Sandboxes:
+    """One sandbox per function of the run, started on its first call and ended with the run;
+    what each could enforce and which Python ran it, for the run's result."""
+
+    def __init__(self, project, aws: LocalAWS, observer: Observer, debug: bool):
+        from dorc_sim.sandbox.isolation import probe
+
+        self._project = project
+        self._aws = aws
+        self._observer = observer
+        self._debug = debug
+        self.isolation = probe()
+        self._open: OrderedDict[str, object] = OrderedDict()  # the most recently used last
+        self.notes: list[str] = []
+        self.missing: list[str] = list(self.isolation.missing)
+
+    def get(self, plan: LayerPlan, fn: FunctionPlan, environment: dict[str, str]):
+        """The function's sandbox: warm if it ran in this run and is still kept, else new. At most
+        ``KEEP_OPEN`` stay (a long chain must not hold a process per function)."""
+        box = self._open.get(fn.arn)
+        if box is None:
+            box = self._open[fn.arn] = self._new(plan, fn, environment)
+            while len(self._open) > KEEP_OPEN:
+                _, oldest = self._open.popitem(last=False)
+                oldest.close()
+        self._open.move_to_end(fn.arn)
+        return box
+
+    def start_early(self, plan: LayerPlan, fn: FunctionPlan, environment: dict[str, str]) -> None:
+        """Start ``fn``'s worker now, while the function before it runs (its interpreter's
+        start-up then costs the run nothing); its handler is still imported only when called."""
+        if fn.arn not in self._open and not self._debug:
+            self.get(plan, fn, environment).start()
+
+    def _new(self, plan: LayerPlan, fn: FunctionPlan, environment: dict[str, str]):
+        from dorc_sim.sandbox.interpreters import find_interpreter
+        from dorc_sim.sandbox.launcher import Sandbox, SandboxSpec
+        from dorc_sim.sandbox.sdk import runtime_dir
+
+        from ..package import PackageError
+        from ..taskroot import prepare
+
+        try:
+            root = prepare(self._project.state_dir, fn.name, Path(fn.source_dir), fn.runtime,
+                           on_build=getattr(self._observer, "progress", None))
+        except PackageError as exc:
+            raise DorcError(f"{plan.key}/{fn.key}: {exc.message}", hint=exc.hint) from None
+        from dorc_sim.aws import LocalAWSServerError
+        from dorc_sim.sandbox.interpreters import InterpreterError
+        from dorc_sim.sandbox.sdk import RuntimeDirError
+
+        try:
+            python = find_interpreter(fn.runtime)
+            runtime = str(runtime_dir())
+            access = self._aws.sandbox_environment()
+        except (InterpreterError, RuntimeDirError, LocalAWSServerError) as exc:
+            raise ToolMissingError(f"{plan.key}/{fn.key}: {exc.message}", hint=exc.hint) from None
+        if not python.exact and python.note not in self.notes:
+            self.notes.append(python.note)
+        home_aws = os.path.join(os.path.expanduser("~"), ".aws")  # the host's credentials: not Lambda's
+        spec = SandboxSpec(
+            function=function_spec(plan, fn, environment, task_root=str(root.path)),
+            python=python.executable, runtime_dir=runtime, ephemeral_mb=fn.ephemeral_storage,
+            access=access, attached=self._debug, hide=[home_aws],
+        )
+        shown = _SourcePaths(str(root.path), fn.source_dir)
+        box = Sandbox(spec, self.isolation, sink=lambda line: self._observer.log(shown(line)))
+        box.shown = shown
+        return box
+
+    def seen(self, box) -> None:
+        for item in box.missing:
+            if item not in self.missing:
+                self.missing.append(item)
+
+    def close(self) -> None:
+        for box in self._open.values():
+            box.close()
+        self._open.clear()
+
+    @property
+    def line(self) -> str:
+        return "full" if not self.missing else f"partial ({', '.join(self.missing)})"
+
+
+class _SourcePaths:
+    """The task root is a copy; tracebacks and logs name the user's own file instead (the one to
+    open and fix), as long as it is one of the function's files; a vendored dependency keeps
+    its task-root path."""
+
+    def __init__(self, task_root: str, source_dir: str):
+        import re
+
+        self._source = source_dir.rstrip(os.sep) + os.sep
+        self._pattern = re.compile(re.escape(task_root.rstrip(os.sep) + os.sep) + r"([^\s\"',:]+)")
+
+    def _one(self, match) -> str:
+        relative = match.group(1)
+        own = self._source + relative
+        return own if os.path.isfile(own) else match.group(0)
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(self._one, text) if text else text
+
+
+class _Backend:
+    """Connects the interpreter's Tasks to function sandboxes and records each step."""
+
+    def __init__(self, plans: dict[str, LayerPlan], fixtures: Fixtures, observer: Observer, result: RunResult,
+                 sandboxes: _Sandboxes):
         self._fixtures = fixtures
         self._observer = observer
         self._result = result
+        self._sandboxes = sandboxes
         self._functions: dict[str, tuple[LayerPlan, FunctionPlan]] = {}
         self._machines: dict[str, LayerPlan] = {}
+        # the function that most likely runs after each: the next of its layer, or the first of
+        # the layer it hands over to
+        self._next: dict[str, tuple[LayerPlan, FunctionPlan]] = {}
         for plan in plans.values():
             self._machines[plan.state_machine_arn] = plan
+            for fn, following in zip(plan.functions, plan.functions[1:]):
+                self._next[fn.arn] = (plan, following)
             for fn in plan.functions:
                 self._functions[fn.arn] = (plan, fn)
-        self._runtimes: dict[str, FunctionRuntime] = {}
+            after = plans.get(f"{plan.handover.instance}/{plan.handover.layer}") if plan.handover else None
+            if after is not None and plan.functions and after.functions:
+                self._next[plan.functions[-1].arn] = (after, after.functions[0])
 
     def run_machine(self, plan: LayerPlan, input_json: bytes, start_at: str | None = None) -> asl.ExecutionOutcome:
         """``start_at``: a function of ``plan``; its Task becomes the entry (``StartAt``), so the
@@ -79,13 +202,27 @@ class _Backend:
     def invoke_lambda(self, function_arn: str, state_name: str, input_json: bytes,
                       parsed=asl.UNPARSED) -> asl.TaskOutcome:
         plan, fn = self._functions[function_arn]
-        runtime = self._runtimes.get(function_arn)
-        if runtime is None:
-            env = {**local_environment(plan, fn, self._fixtures), **FAKE_CREDENTIALS}
-            runtime = FunctionRuntime(function_spec(plan, fn, env), sink=self._observer.log)
-            self._runtimes[function_arn] = runtime
+        box = self._sandboxes.get(plan, fn, local_environment(plan, fn, self._fixtures))
+        following = self._next.get(function_arn)
+        if following is not None:
+            after, fn_after = following
+            self._sandboxes.start_early(after, fn_after, local_environment(after, fn_after, self._fixtures))
         self._observer.step_started(plan.key, fn.key, fn.name)
-        inv = runtime.invoke(input_json) if parsed is asl.UNPARSED else runtime.invoke(input_json, event=parsed)
+        try:
+            inv = box.invoke(input_json)
+        except Exception as exc:  # noqa: BLE001 - the sandbox could not start: dorc's, not the handler's
+            from dorc_sim.sandbox.launcher import SandboxError
+
+            if not isinstance(exc, SandboxError):
+                raise
+            raise DorcError(f"{plan.key}/{fn.key}: {exc}",
+                            hint="`dorc doctor` shows the Pythons and the sandbox this machine has") from None
+        self._sandboxes.seen(box)
+        shown = box.shown
+        inv.logs = shown(inv.logs)
+        if inv.error is not None:
+            inv.error.message = shown(inv.error.message)
+            inv.error.stack_trace = [shown(frame) for frame in inv.error.stack_trace]
         step = StepResult(
             function=fn.key, layer=plan.key, deployed_name=fn.name,
             status="succeeded" if inv.ok else "failed", duration_ms=inv.duration_ms,
@@ -119,22 +256,37 @@ class _Backend:
             self._observer.step_finished(step)
 
 
+def _sandboxed(result: RunResult, sandboxes: _Sandboxes) -> None:
+    result.sandbox = sandboxes.line
+    result.warnings.extend(n for n in sandboxes.notes if n not in result.warnings)
+
+
 def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project,
-        observer: Observer | None = None, start_at: str | None = None) -> RunResult:
+        observer: Observer | None = None, start_at: str | None = None, debug: bool = False) -> RunResult:
     """Run the layer ``start`` (an ``instance/layer`` key of ``plans``) and any it hands over to.
 
     ``plans`` holds every layer the run may reach; the caller builds them once. ``start_at``: a
     function of ``start`` to enter the layer's state machine at (``dorc run --from``).
+    ``debug``: handlers attached to the terminal, no timeout (``dorc run --debug``).
     """
     observer = observer or NullObserver()
     first = plans[start]
     result = RunResult(pipeline=first.instance, layer=first.layer, target=TARGET, env=first.env)
     buckets = sorted({p.holding_bucket for p in plans.values()})
-    with Fixtures.for_plans(plans) as fixtures, LocalAWS(project.local_aws_dir, first.region, buckets):
-        backend = _Backend(plans, fixtures, observer, result)
-        t0 = time.perf_counter()  # the execution, as in AWS: not moto's start-up
-        outcome = backend.run_machine(first, event_json, start_at)
-        result.duration_ms = (time.perf_counter() - t0) * 1000
+    with (Fixtures.for_plans(plans) as fixtures,
+          LocalAWS(project.local_aws_dir, first.region, buckets, serve=True) as aws):
+        sandboxes = _Sandboxes(project, aws, observer, debug)
+        try:
+            backend = _Backend(plans, fixtures, observer, result, sandboxes)
+            entry = first.function(start_at) if start_at else (first.functions[0] if first.functions else None)
+            if entry is not None:  # its interpreter starts while moto and the fixtures do
+                sandboxes.start_early(first, entry, local_environment(first, entry, fixtures))
+            t0 = time.perf_counter()  # the execution, as in AWS: not moto's start-up
+            outcome = backend.run_machine(first, event_json, start_at)
+            result.duration_ms = (time.perf_counter() - t0) * 1000
+        finally:
+            sandboxes.close()
+        _sandboxed(result, sandboxes)
     if outcome.succeeded:
         result.output_json = outcome.output_json
     else:
@@ -154,6 +306,10 @@ def invoke_function(plan: LayerPlan, function: str, event_json: bytes, *, projec
     fn = plan.function(function)
     result = RunResult(pipeline=plan.instance, layer=plan.layer, target=TARGET, env=plan.env)
     with (Fixtures.for_plans([plan]) as fixtures,
-          LocalAWS(project.local_aws_dir, plan.region, [plan.holding_bucket])):
-        _Backend({plan.key: plan}, fixtures, observer, result).invoke_lambda(fn.arn, fn.key, event_json)
+          LocalAWS(project.local_aws_dir, plan.region, [plan.holding_bucket], serve=True) as aws):
+        sandboxes = _Sandboxes(project, aws, observer, debug=False)
+        try:
+            _Backend({plan.key: plan}, fixtures, observer, result, sandboxes).invoke_lambda(fn.arn, fn.key, event_json)
+        finally:
+            sandboxes.close()
     return result.steps[0]

@@ -1,16 +1,32 @@
-"""One LocalStack Lambda execution environment, run by dorc's executor plugin as
-``$DORC_WORKER_PYTHON -P -m dorc_sim.localstack.worker --owner <LocalStack pid>`` in the function's
-unzipped code folder.
+"""One LocalStack Lambda execution environment, run by dorc's executor plugin in a sandbox as a
+local run's is (``dorc_sim.sandbox``):
 
-Standard library plus ``sim.runtime`` only: every call goes through the same ``FunctionRuntime``
-as dorc's in-process target, so the context, Lambda's environment variables, the timeout
-("RequestId: <id> Error: Task timed out after N.NN seconds", Sandbox.Timedout), Runtime.ExitError for ``sys.exit``,
-Runtime.MarshalError, import errors (Runtime.ImportModuleError, reported by the first call, as
-Lambda reports init errors with the invocation) and the START/END/REPORT framing are identical.
+    [unshare ...] <the runtime's python> -I -S <runtime dir>/dorc_sim/localstack/worker.py
+        --channel FD --lifeline FD
 
-LocalStack's side of the protocol is described in ``dorc_localstack_executor.executor``. Calls are
-run one at a time on the main thread (SIGALRM times them out); a small HTTP server on a daemon
-thread queues them.
+in the function's unzipped code folder, with Lambda's environment only. Before the handler is
+imported it makes the file system Lambda's (``isolation.enter``: read-only task root, private
+``/tmp`` capped at the ephemeral storage, no ``/dev/shm``, no ``~/.aws``), removes the
+semaphores Lambda lacks (``no_semaphores``) and sets Lambda's ``sys.path`` (task root, runtime
+dir, standard library). Then it forks, as the local sandbox's worker does: the child is the
+runtime, the parent the sandbox's first process (it reaps orphans and says how the runtime
+ended).
+
+Every call goes through the same ``FunctionRuntime`` as local runs (context, Lambda's variables,
+Runtime.ExitError, MarshalError, import errors, START/END/REPORT framing). The TIMEOUT is the
+executor's: it kills the sandbox at the deadline, counted from the end of Init, which the
+runtime reports here (``on_init``) and this worker passes on.
+
+Two protocols. LocalStack's, over HTTP (``dorc_localstack_executor.executor``):
+  executor -> worker : POST http://127.0.0.1:<port>/invoke {"invoke-id", "payload", "trace-id"}
+  worker -> executor : POST {LOCALSTACK_RUNTIME_ENDPOINT}/status/{id}/ready {"port": N},
+                       /invocations/{req}/logs, /invocations/{req}/response | /error
+And dorc's own, JSON lines on the CHANNEL pipe (worker -> executor): ``init`` (the Init Duration:
+the call's clock starts now), ``log`` (each line as it is written: a killed call keeps what it
+said), ``exit`` (how the runtime ended). The LIFELINE pipe (executor -> worker) ends when
+LocalStack does: the sandbox ends with it.
+
+Standard library and ``dorc_sim`` only: it runs on the function's Python, not dorc's.
 """
 
 from __future__ import annotations
@@ -18,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -25,11 +42,30 @@ import traceback
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from dorc_sim.runtime import FunctionRuntime, FunctionSpec, InvocationResult
-
 DEFAULT_MAX_PAYLOAD = 6 * 1024 * 1024 + 100  # LocalStack's default (LOCALSTACK_MAX_PAYLOAD_SIZE)
+# Lambda's variables from the function's logging configuration: passed in the spec as the local
+# target passes them (dorc.targets.local.function_spec), so the runtime reads them the same way.
+LOG_VARIABLES = ("AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL")
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
+_send_lock = threading.Lock()
+_channel = -1
+
+
+def send(message: dict) -> None:
+    """One JSON line to the executor (no-op without a channel: a worker started by hand)."""
+    if _channel < 0:
+        return
+    data = (json.dumps(message) + "\n").encode()
+    with _send_lock:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(_channel, view):]
+            except InterruptedError:
+                continue
+            except OSError:  # the executor is gone: the lifeline ends this sandbox
+                return
 
 
 class _Settings:
@@ -40,18 +76,18 @@ class _Settings:
         self.runtime_endpoint = env["LOCALSTACK_RUNTIME_ENDPOINT"]  # http://host:port/_localstack_lambda/<id>
         self.runtime_id = env["LOCALSTACK_RUNTIME_ID"]
         self.max_payload = int(env.get("LOCALSTACK_MAX_PAYLOAD_SIZE") or DEFAULT_MAX_PAYLOAD)
-        self.log_dir = env.pop("DORC_INVOCATION_LOG_DIR", None) or env.get("TMPDIR") or "/tmp"
         self.user_env_keys = [k for k in env.pop("DORC_USER_ENV_KEYS", "").split(",") if k]
         self.runtime = env.pop("DORC_LAMBDA_RUNTIME", "") or _runtime_from(env.get("AWS_EXECUTION_ENV", ""))
-        dorc_path = env.pop("DORC_WORKER_PYTHONPATH", "")
-        # dorc's folder was only needed to import dorc_sim.runtime: the handler does not see it
-        if dorc_path:
-            sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.abspath(dorc_path)]
-            rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != dorc_path]
-            if rest:
-                env["PYTHONPATH"] = os.pathsep.join(rest)
-            else:
-                env.pop("PYTHONPATH", None)
+        self.runtime_dir = env.pop("DORC_RUNTIME_DIR", "")
+        sandbox = json.loads(env.pop("DORC_WORKER_SANDBOX", "") or "{}")
+        self.namespaces = bool(sandbox.get("namespaces"))
+        self.tmp_mb = int(sandbox.get("tmp_mb") or 512)
+        self.hide = list(sandbox.get("hide") or [])
+        self.notes = list(sandbox.get("notes") or [])  # said in the first call's log (never silently)
+        if "LC_CTYPE" not in self.user_env_keys:
+            # Python's own C-locale coercion (PEP 538) where Lambda's en_US.UTF-8 is not installed:
+            # not a variable Lambda sets
+            env.pop("LC_CTYPE", None)
 
 
 def _runtime_from(execution_env: str) -> str:
@@ -61,13 +97,10 @@ def _runtime_from(execution_env: str) -> str:
     return "python3.12"
 
 
-# Lambda's variables from the function's logging configuration: passed in the spec as the local
-# target passes them (dorc.targets.local.function_spec), so the runtime reads them the same way.
-LOG_VARIABLES = ("AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL")
-
-
-def function_spec(env: dict[str, str] | os._Environ, runtime: str, user_env_keys: list[str]) -> FunctionSpec:
+def function_spec(env, runtime: str, user_env_keys: list[str]):
     """The function, described by the variables LocalStack sets for its execution environment."""
+    from dorc_sim.runtime import FunctionSpec
+
     return FunctionSpec(
         name=env.get("AWS_LAMBDA_FUNCTION_NAME", "function"),
         source_dir=env.get("LAMBDA_TASK_ROOT") or os.getcwd(),
@@ -123,37 +156,96 @@ class _InvokeHandler(BaseHTTPRequestHandler):
 
 
 class _Sink:
-    """Each log line goes to a file as it is written: after a kill the executor still has them."""
+    """Where log lines go: the current call's lines (and, as each is written, the executor, so a
+    killed call keeps them); between calls, the worker log. What reached fds 1 and 2 during a call
+    is in its log before its END line (``sync``)."""
 
-    def __init__(self) -> None:
-        self.fh = None
+    SYNC_WAIT = 0.5  # seconds; a handler that took fd 1 for itself does not hold the call up longer
+
+    def __init__(self, worker_log: int) -> None:
+        self.lines: list[str] | None = None
+        self.notes: list[str] = []  # said once, after the next START line (never silently)
+        self.worker_log = worker_log
+        self.lock = threading.Lock()
+        self.synced = threading.Event()
+        self.marker = f"\0dorc-sync-{os.getpid()}"
+        self.draining = False
 
     def __call__(self, line: str) -> None:
-        if self.fh is not None:
-            self.fh.write(line + "\n")
-            self.fh.flush()
+        if line == self.marker:
+            self.synced.set()
+            return
+        if self.draining and line.startswith("END RequestId: ") and threading.current_thread() is threading.main_thread():
+            self.sync()
+        notes: list[str] = []
+        with self.lock:
+            lines = self.lines
+            if lines is not None:
+                lines.append(line)
+                if self.notes and line.startswith("START RequestId: "):
+                    notes, self.notes = [f"dorc: {note}" for note in self.notes], []
+                    lines.extend(notes)
+        if lines is not None:
+            for text in (line, *notes):
+                send({"t": "log", "l": text})
+        else:
+            try:
+                os.write(self.worker_log, (line + "\n").encode("utf-8", "replace"))
+            except OSError:
+                pass
+
+    def sync(self) -> None:
+        """Wait until the fd reader has read all that was written to fd 1 so far."""
+        self.synced.clear()
+        try:
+            os.write(1, (self.marker + "\n").encode())
+        except OSError:
+            return
+        self.synced.wait(self.SYNC_WAIT)
 
 
-def error_body(result: InvocationResult) -> dict:
+def _drain_fd(fd: int, emit) -> None:
+    """What C code and children write straight to file descriptors 1 and 2 becomes log lines."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pending = ""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        except OSError:
+            chunk = b""
+        pending += decoder.decode(chunk, final=not chunk)
+        *whole, pending = pending.split("\n")
+        for line in whole:
+            emit(line)
+        if not chunk:
+            break
+    if pending:
+        emit(pending)
+
+
+def error_body(result) -> dict:
     """Lambda's error shape (as dorc's runtime builds it) plus the request id."""
     assert result.error is not None
     return {**result.error.to_lambda(), "requestId": result.request_id}
 
 
-def run_invocation(rt: FunctionRuntime, sink: _Sink, inv: dict, settings: _Settings, client: _Client) -> None:
+def run_invocation(rt, sink: _Sink, inv: dict, settings: _Settings, client: _Client, notes: list[str]) -> bool:
+    """One call, answered over LocalStack's protocol. False when the runtime must end (sys.exit)."""
     req_id = inv["invoke-id"]
     os.environ["_X_AMZN_TRACE_ID"] = inv.get("trace-id") or ""
-    log_path = os.path.join(settings.log_dir, f".inv-{req_id}.log")
-    with open(log_path, "w", encoding="utf-8") as fh:
-        sink.fh = fh
-        try:
-            result = rt.invoke(inv.get("payload") or "{}", request_id=req_id)
-        finally:
-            sink.fh = None
+    with sink.lock:
+        sink.lines = []
+        sink.notes, notes[:] = list(notes), []
     try:
-        os.unlink(log_path)
-    except OSError:
-        pass
+        result = rt.invoke(inv.get("payload") or "{}", request_id=req_id)
+    finally:
+        with sink.lock:
+            lines, sink.lines = sink.lines or [], None
+    logs = "\n".join(lines) + "\n"  # the runtime's lines and what reached fds 1 and 2, in order
     if result.error is not None:
         kind, body = "error", json.dumps(error_body(result)).encode()
     else:
@@ -167,48 +259,78 @@ def run_invocation(rt: FunctionRuntime, sink: _Sink, inv: dict, settings: _Setti
                 "requestId": req_id,
             }).encode()
     # the logs first: LocalStack attaches the last logs it received to the result
-    client.post(f"/invocations/{req_id}/logs", json.dumps({"logs": result.logs}).encode())
+    client.post(f"/invocations/{req_id}/logs", json.dumps({"logs": logs}).encode())
     client.post(f"/invocations/{req_id}/{kind}", body)
+    return not (result.error is not None and result.error.type == "Runtime.ExitError")
 
 
-def _exit_when_orphaned(owner: int) -> None:
-    # the worker has its own session (so the executor can kill its process group): it must not
-    # outlive LocalStack when LocalStack is killed without stopping its environments
-    while os.getppid() == owner:
-        time.sleep(0.5)
-    os._exit(0)
+def _enter_sandbox(settings: _Settings, task_root: str) -> list[str]:
+    """Lambda's file system, sys.path and semaphores; what could not be enforced."""
+    from dorc_sim.sandbox import isolation
+    from dorc_sim.sandbox.worker import no_semaphores
+
+    runtime_dir = settings.runtime_dir
+    missing: list[str] = []
+    if settings.namespaces:
+        keep = [task_root, sys.prefix, sys.base_prefix, os.path.dirname(sys.executable), *(p for p in sys.path if p)]
+        if runtime_dir:
+            keep.append(runtime_dir)
+            for name in os.listdir(runtime_dir):  # the SDK and the simulator are links to dorc's files
+                keep.append(os.path.realpath(os.path.join(runtime_dir, name)))
+        missing = isolation.enter(isolation.Mounts(task_root=task_root, tmp_mb=settings.tmp_mb, keep=keep,
+                                                   hide=settings.hide))
+    os.chdir(task_root)
+    # Lambda's sys.path: the task root first, then the runtime's SDK, then the standard library
+    rest = [p for p in sys.path if p and p not in (runtime_dir, task_root)]
+    sys.path[:] = [task_root, *([runtime_dir] if runtime_dir else []), *rest]
+    no_semaphores()
+    return missing
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    owner = int(argv[argv.index("--owner") + 1]) if "--owner" in argv else os.getppid()
-    threading.Thread(target=_exit_when_orphaned, args=(owner,), daemon=True, name="orphan-watch").start()
+def _serve(settings: _Settings, notes: list[str]) -> None:
+    """The runtime process: LocalStack's protocol, one call at a time on the main thread."""
+    from dorc_sim.runtime import FunctionRuntime
 
-    settings = _Settings()
+    worker_log = os.dup(1)  # the worker's own diagnostics; fds 1 and 2 become the function's log
+    os.set_inheritable(worker_log, False)
+    sink = _Sink(worker_log)
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 1)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    threading.Thread(target=_drain_fd, args=(read_fd, sink), daemon=True, name="fd-log").start()
+    sink.draining = True
+
     client = _Client(settings)
     spec = function_spec(os.environ, settings.runtime, settings.user_env_keys)
-    sink = _Sink()
     # the same stream name in the context and the environment as LocalStack gives CloudWatch
-    rt = FunctionRuntime(spec, sink, isolate=False, log_stream=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"))
+    rt = FunctionRuntime(spec, sink, isolate=False, log_stream=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+                         timeout_outside=True, on_init=lambda ms: send({"t": "init", "ms": ms}))
 
     invocations: "queue.Queue[dict]" = queue.Queue()
     handler_cls = type("InvokeHandler", (_InvokeHandler,), {"invocations": invocations})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
     threading.Thread(target=server.serve_forever, daemon=True, name="invoke-server").start()
     port = server.server_address[1]
-    print(f"dorc worker {os.getpid()}: {spec.name} ({spec.handler}, {spec.runtime}) on port {port}", flush=True)
+
+    def say(text: str) -> None:
+        os.write(worker_log, (text + "\n").encode("utf-8", "replace"))
+
+    say(f"dorc worker {os.getpid()}: {spec.name} ({spec.handler}, {spec.runtime} on Python "
+        f"{'.'.join(map(str, sys.version_info[:3]))}) on port {port}")
     try:
         client.post(f"/status/{settings.runtime_id}/ready", json.dumps({"port": port}).encode())
     except Exception as exc:  # noqa: BLE001 - LocalStack is gone or refused us
-        print(f"dorc worker: cannot report ready: {exc}", flush=True)
-        sys.exit(1)
+        say(f"dorc worker: cannot report ready: {exc}")
+        os._exit(1)
 
     while True:
         inv = invocations.get()
         try:
-            run_invocation(rt, sink, inv, settings, client)
+            if not run_invocation(rt, sink, inv, settings, client, notes):
+                os._exit(0)  # the runtime process ended (sys.exit): a new environment next time
         except Exception:  # noqa: BLE001 - a protocol failure: report it, keep serving
-            traceback.print_exc()
+            say(traceback.format_exc())
             try:
                 req_id = inv.get("invoke-id", "")
                 client.post(f"/invocations/{req_id}/error", json.dumps({
@@ -216,6 +338,106 @@ def main(argv: list[str] | None = None) -> None:
                     "requestId": req_id}).encode())
             except Exception:  # noqa: BLE001
                 pass
+
+
+def _watch_lifeline(fd: int, child: int) -> None:
+    """LocalStack (the executor) is gone when its end of the pipe closes: end the sandbox and
+    every process of it (in a PID namespace this process's exit does; else its process group)."""
+    while True:
+        try:
+            if not os.read(fd, 64):
+                break
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+    try:
+        if os.getpid() != 1 and os.getpgid(0) == os.getpid():
+            os.killpg(0, signal.SIGKILL)
+        os.kill(child, signal.SIGKILL)
+    finally:
+        os._exit(0)
+
+
+def _die_with_parent(parent: int) -> None:
+    """The runtime does not outlive the sandbox's first process, however that one ended (Linux:
+    the kernel sends SIGKILL; elsewhere a thread looks every half second)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # it ended before the request took effect
+                os._exit(0)
+            return
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _init(child: int) -> None:
+    """The sandbox's first process: reap every orphan; when the runtime ends, say how and end too
+    (in a PID namespace, everything still running ends with this process)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
+        if pid == child:
+            if os.WIFSIGNALED(status):
+                send({"t": "exit", "signal": os.WTERMSIG(status)})
+                os._exit(128 + os.WTERMSIG(status))
+            send({"t": "exit", "status": os.WEXITSTATUS(status)})
+            os._exit(os.WEXITSTATUS(status))
+
+
+def main(argv: list[str] | None = None) -> None:
+    global _channel
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    def fd_arg(name: str) -> int:
+        return int(argv[argv.index(name) + 1]) if name in argv else -1
+
+    _channel, lifeline = fd_arg("--channel"), fd_arg("--lifeline")
+    for fd in (_channel, lifeline):  # the handler's subprocesses get neither
+        if fd >= 0:
+            os.set_inheritable(fd, False)
+    settings = _Settings()
+    if settings.runtime_dir:
+        sys.path.insert(0, settings.runtime_dir)  # dorc_sim, as Lambda's /var/runtime holds its runtime
+    task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    missing = _enter_sandbox(settings, task_root)
+    notes = list(settings.notes)
+    if missing:
+        notes.append(f"sandbox: partial ({', '.join(missing)})")
+    for note in notes:  # the worker log's first lines
+        print(f"dorc: {note}", flush=True)
+    if settings.namespaces and not missing:
+        print("dorc: sandbox: full", flush=True)
+    init = os.getpid()
+    child = os.fork()
+    if child == 0:
+        _die_with_parent(init)
+        diagnostics = os.dup(2)  # the worker log (fd 2 becomes the function's log)
+        os.set_inheritable(diagnostics, False)
+        try:
+            _serve(settings, notes)
+        except BaseException:  # noqa: BLE001 - the worker itself failed: the worker log shows why
+            os.write(diagnostics, traceback.format_exc().encode("utf-8", "replace"))
+            os._exit(70)
+        os._exit(0)
+    if lifeline >= 0:
+        threading.Thread(target=_watch_lifeline, args=(lifeline, child), daemon=True, name="lifeline").start()
+    _init(child)
 
 
 if __name__ == "__main__":

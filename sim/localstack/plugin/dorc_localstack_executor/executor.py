@@ -1,6 +1,21 @@
-"""LocalStack RuntimeExecutor "dorc": one execution environment = one host process running
-``$DORC_WORKER_PYTHON -m dorc_sim.localstack.worker`` (dorc's interpreter and runtime), instead of a
-Docker container with LocalStack's init.
+"""LocalStack RuntimeExecutor "dorc": one execution environment = one sandbox running
+``dorc_sim/localstack/worker.py`` on the function's runtime's Python, as dorc's local runs run
+handlers (``dorc_sim.sandbox``), instead of a Docker container with LocalStack's init:
+
+    [unshare ...] <python of cfg.runtime> -I -S <runtime dir>/dorc_sim/localstack/worker.py
+        --channel FD --lifeline FD
+
+- the interpreter: ``dorc_sim.sandbox.interpreters.find_interpreter(runtime)``; when the runtime's
+  Python is not on this machine, the nearest one, and the function's log says so;
+- the runtime dir (dorc_sim and the AWS SDK Lambda ships, ``$DORC_RUNTIME_DIR``) and the standard
+  library are the handler's ``sys.path``: nothing of LocalStack's or dorc's site-packages;
+- where Linux namespaces work (``isolation.probe()``), the worker runs under ``unshare`` and makes
+  the file system Lambda's before the handler is imported (read-only task root, private ``/tmp``
+  capped at the function's ephemeral storage, no ``/dev/shm``, no ``~/.aws``);
+- the TIMEOUT is enforced from here: at the deadline, counted from the end of Init (the worker
+  reports it on its channel), the sandbox is killed with every process it started, and the call
+  fails as Lambda reports it (Sandbox.Timedout, "RequestId: <id> Error: Task timed out after
+  N.NN seconds"); the next call starts a fresh sandbox.
 
 Protocol, the one LocalStack's init speaks with the Docker executor:
   LocalStack -> worker : POST http://127.0.0.1:<worker port>/invoke
@@ -11,17 +26,13 @@ Protocol, the one LocalStack's init speaks with the Docker executor:
                          POST {LOCALSTACK_RUNTIME_ENDPOINT}/invocations/{request id}/response (result JSON)
                          POST {LOCALSTACK_RUNTIME_ENDPOINT}/invocations/{request id}/error    (error JSON)
 The callbacks reach LocalStack's executor router, where this executor registers its own endpoint.
-
-The worker enforces the function's timeout itself (as dorc's in-process runtime does). This side
-is the fallback: a worker still busy ``TIMEOUT_GRACE`` seconds after the timeout (counted from the
-worker's acknowledgement of the call), or one that died, is killed (its whole process group) and
-the call fails as Lambda reports it, with the error keys the worker itself sends (errorMessage,
-errorType, stackTrace, requestId); the next call starts a fresh worker.
+Besides, the worker's CHANNEL pipe tells this executor when Init ended, each log line as written
+and how the runtime ended; its LIFELINE pipe closes when LocalStack ends, which ends the sandbox.
 
 Settings (LocalStack's environment, set by ``dorc localstack start``):
-  DORC_WORKER_PYTHON      the interpreter that runs dorc (the worker needs dorc's ``sim`` package)
-  DORC_WORKER_PYTHONPATH  the folder that contains dorc's ``sim`` package
-  DORC_WORKER_PATH        PATH for the functions (default /usr/local/bin:/usr/bin:/bin)
+  DORC_WORKER_PYTHON      dorc's interpreter: the fallback when the runtime's Python cannot be found
+  DORC_WORKER_PYTHONPATH  the folder that contains dorc's ``sim`` package (as ``dorc_sim``)
+  DORC_RUNTIME_DIR        the runtime dir (``dorc_sim.sandbox.sdk.runtime_dir()``)
   DORC_EXECUTOR_MARKER    optional file written when LocalStack loads this executor (dorc checks it)
 """
 
@@ -33,18 +44,16 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from datetime import datetime, timezone
 from http import HTTPStatus
 from pathlib import Path
 
 import requests
-from werkzeug import Request
-
 from localstack import config
 from localstack.aws.api.lambda_ import PackageType
 from localstack.http import Response
@@ -53,21 +62,23 @@ from localstack.services.lambda_.invocation.executor_endpoint import (
     StatusErrorException,
     executor_router,
 )
-from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
+from localstack.services.lambda_.invocation.lambda_models import (
+    FunctionVersion,
+    InvocationResult,
+)
 from localstack.services.lambda_.invocation.runtime_executor import (
     LambdaRuntimeException,
     RuntimeExecutor,
 )
 from localstack.utils.strings import to_bytes, to_str
+from werkzeug import Request
 
 LOG = logging.getLogger(__name__)
 
 NAMESPACE = "/_localstack_lambda"
-WORKER_MODULE = "dorc_sim.localstack.worker"
+WORKER_SCRIPT = ("dorc_sim", "localstack", "worker.py")  # under the runtime dir
 READY_TIMEOUT = 15.0  # seconds; LocalStack's own limit is LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT (20 s)
-# the worker times calls out itself; this is only for a worker stuck in C code (or with SIGALRM
-# blocked). Generous: a busy machine must not see the fallback fire before the worker's own timeout
-TIMEOUT_GRACE = 5.0
+INIT_LIMIT = 10.0  # seconds of Init before the rest of it counts against the timeout (as Lambda)
 KILL_WAIT = 5.0
 EXIT_WAIT = 1.0  # a failed hand-over: how long to wait for the worker's exit before calling it a fault
 
@@ -78,6 +89,69 @@ def _worker_python() -> str:
 
 def _worker_pythonpath() -> str:
     return os.environ.get("DORC_WORKER_PYTHONPATH", "")
+
+
+def _runtime_dir() -> str:
+    return os.environ.get("DORC_RUNTIME_DIR", "")
+
+
+def _worker_script() -> str:
+    return os.path.join(_runtime_dir(), *WORKER_SCRIPT)
+
+
+def _dorc_sim() -> None:
+    """Make dorc's simulator importable here (LocalStack's venv): its sandbox modules are stdlib-only.
+    Appended, so that nothing of LocalStack's is shadowed."""
+    path = _worker_pythonpath()
+    if path and path not in sys.path:
+        sys.path.append(path)
+
+
+_isolation_lock = threading.Lock()
+_isolation = None
+
+
+def _sandbox_isolation():
+    """This machine's sandbox (``dorc_sim.sandbox.isolation.probe()``), probed once."""
+    global _isolation
+    with _isolation_lock:
+        if _isolation is None:
+            _dorc_sim()
+            from dorc_sim.sandbox import isolation
+
+            _isolation = isolation.probe()
+        return _isolation
+
+
+def _interpreter(runtime: str) -> tuple[str, str | None]:
+    """The Python for ``runtime`` as local runs find it, and the note to log when it is not exact.
+    Discovery failing (a bad ``$DORC_PYTHON3_N``): dorc's own interpreter, said in the note too."""
+    _dorc_sim()
+    try:
+        from dorc_sim.sandbox.interpreters import OWN, find_interpreter
+
+        found = find_interpreter(runtime)
+    except Exception as exc:  # noqa: BLE001 - InterpreterError, an unreadable folder: never fatal
+        message = getattr(exc, "message", None) or str(exc)
+        return _worker_python(), f"{runtime}: {message}; running on dorc's interpreter ({_worker_python()}) instead"
+    executable, note = found.executable, found.note
+    if found.source == OWN:  # LocalStack's venv Python: run its base interpreter, outside the venv
+        executable = os.path.realpath(executable)
+        note = note and note.replace(f"({OWN})", f"({executable})")
+    return executable, note
+
+
+def _host_aws_folders() -> list[str]:
+    """The host's AWS credentials and config: not Lambda's (LocalStack runs with a HOME of its own,
+    so the user's is looked up too)."""
+    homes = {os.path.expanduser("~")}
+    try:
+        import pwd
+
+        homes.add(pwd.getpwuid(os.getuid()).pw_dir)
+    except (ImportError, KeyError):
+        pass
+    return sorted(os.path.join(home, ".aws") for home in homes if home)
 
 
 LOG_VARIABLES = ("AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL")
@@ -102,20 +176,40 @@ def _setup_problems() -> list[str]:
     elif not (os.path.isfile(python) and os.access(python, os.X_OK)):
         problems.append(f"DORC_WORKER_PYTHON={python} is not an executable file")
     path = _worker_pythonpath()
-    if not path or not os.path.isfile(os.path.join(path, "dorc_sim", "localstack", "worker.py")):
-        problems.append(f"DORC_WORKER_PYTHONPATH={path!r} does not contain dorc_sim/localstack/worker.py")
+    if not path or not os.path.isfile(os.path.join(path, "dorc_sim", "sandbox", "interpreters.py")):
+        problems.append(f"DORC_WORKER_PYTHONPATH={path!r} does not contain dorc_sim/sandbox/interpreters.py")
+    if not _runtime_dir() or not os.path.isfile(_worker_script()):
+        problems.append(f"DORC_RUNTIME_DIR={_runtime_dir()!r} does not contain {'/'.join(WORKER_SCRIPT)} "
+                        f"(start LocalStack with `dorc localstack start`)")
     return problems
 
 
+# Lambda (its runtime API is Go) names a signal that ended the runtime this way (as dorc_sim.sandbox.launcher)
+SIGNAL_WORDS = {
+    "kill": "killed", "segv": "segmentation fault", "abrt": "aborted", "term": "terminated", "int": "interrupt",
+    "bus": "bus error", "fpe": "floating point exception", "ill": "illegal instruction", "hup": "hangup",
+    "pipe": "broken pipe", "quit": "quit",
+}
+
+
 def _exit_status(code: int) -> str:
-    """As Lambda words it: "exit status 3" or "signal: killed"."""
+    """As Lambda words it: "exit status 3" or "signal: killed" (a signal as a negative code)."""
     if code >= 0:
         return f"exit status {code}"
     try:
         name = signal.Signals(-code).name.lower().removeprefix("sig")
     except ValueError:
-        name = str(-code)
-    return "signal: " + {"kill": "killed", "segv": "segmentation fault", "term": "terminated"}.get(name, name)
+        return f"signal: signal {-code}"
+    return "signal: " + SIGNAL_WORDS.get(name, name)
+
+
+def _ended_how(exit_msg: dict | None, returncode: int) -> str:
+    """The runtime's end as its sandbox's first process saw it; else the sandbox's exit status."""
+    if exit_msg is not None and exit_msg.get("signal"):
+        return _exit_status(-int(exit_msg["signal"]))
+    if exit_msg is not None and exit_msg.get("status") is not None:
+        return _exit_status(int(exit_msg["status"]))
+    return _exit_status(returncode)
 
 
 def _lambda_error(error_type: str, message: str) -> dict:
@@ -140,6 +234,45 @@ def _localstack_host() -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
+class _Channel:
+    """What one worker says on its channel pipe (JSON lines), read on a thread of its own: when Init
+    ended, the current call's log lines as written, how the runtime ended."""
+
+    def __init__(self, fd: int) -> None:
+        self.lock = threading.Lock()
+        self.init_at: float | None = None  # monotonic time the Init phase ended (the handler's clock starts)
+        self.init_ms: float | None = None
+        self.lines: list[str] = []
+        self.exit: dict | None = None
+        self.closed = threading.Event()
+        threading.Thread(target=self._read, args=(fd,), daemon=True, name="dorc-worker-channel").start()
+
+    def _read(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as fh:
+            for raw in fh:
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    continue
+                kind = msg.get("t")
+                with self.lock:
+                    if kind == "log":
+                        self.lines.append(str(msg.get("l", "")))
+                    elif kind == "init":
+                        self.init_at, self.init_ms = time.monotonic(), float(msg.get("ms") or 0.0)
+                    elif kind == "exit":
+                        self.exit = msg
+        self.closed.set()
+
+    def new_call(self) -> None:
+        with self.lock:
+            self.lines = []
+
+    def said(self) -> list[str]:
+        with self.lock:
+            return list(self.lines)
+
+
 class _WorkerEndpoint(Endpoint):
     """The callbacks of one worker process (one incarnation of an execution environment)."""
 
@@ -149,6 +282,7 @@ class _WorkerEndpoint(Endpoint):
         self.request_id: str | None = None
         self.logs: str | None = None
         self.port: int | None = None
+        self.channel: _Channel | None = None
 
     # called on LocalStack's gateway threads
     def status_ready(self, request: Request, executor_id: str) -> Response:
@@ -224,6 +358,8 @@ class DorcRuntimeExecutor(RuntimeExecutor):
         self.work_dir = Path(tempfile.mkdtemp(prefix=f"dorc-lambda-{id[:8]}-", dir=config.dirs.tmp))
         self.log_path = self.work_dir / "worker.log"
         self.lock = threading.RLock()
+        self.lifeline: int | None = None  # our end of the worker's lifeline pipe (closed: it ends)
+        self.python: tuple[str, str | None] | None = None  # the interpreter and its note, found once
 
     # -- RuntimeExecutor API ------------------------------------------------------------------
     def start(self, env_vars: dict[str, str]) -> None:
@@ -265,9 +401,10 @@ class DorcRuntimeExecutor(RuntimeExecutor):
                 self._spawn_and_wait()
             ep = self.endpoint
             ep.request_id, ep.logs, ep.invocation = req_id, None, Future()
-            proc, fut = self.process, ep.invocation
+            proc, fut, channel = self.process, ep.invocation, ep.channel
+        channel.new_call()
+        warm = channel.init_at is not None  # the module was imported by an earlier call: no Init
         timeout = float(self.function_version.config.timeout)
-        started = time.monotonic()
         try:
             resp = requests.post(f"http://127.0.0.1:{ep.port}/invoke", json=payload,
                                  proxies={"http": "", "https": ""}, timeout=10)
@@ -276,30 +413,44 @@ class DorcRuntimeExecutor(RuntimeExecutor):
             # a worker that died meanwhile is a crash of this call (reported below), not a fault here
             if not _exits_within(proc, EXIT_WAIT):
                 raise LambdaRuntimeException(f"Could not send the invocation to the dorc worker: {exc}") from exc
-
-        # the worker has the call (it acknowledged it, or died with it): its own timer starts no
-        # earlier than now, so the fallback's does not either
-        deadline = time.monotonic() + timeout + TIMEOUT_GRACE
+        # the worker has the call (it acknowledged it, or died with it). THE timeout: from now when
+        # warm, else from the end of Init (reported on the channel), Init being allowed INIT_LIMIT
+        sent = time.monotonic()
         while True:
             try:
-                return fut.result(timeout=0.05)
+                result = fut.result(timeout=0.05)
             except FutureTimeoutError:
-                pass
+                result = None
+            if result is not None:
+                if _error_type(result) == "Runtime.ExitError":
+                    with self.lock:  # the runtime ended itself (sys.exit): a new one next call
+                        if self.process is proc:
+                            self._kill()
+                return result
+            now = time.monotonic()
+            started = sent if warm else channel.init_at
+            if started is None and now - sent >= INIT_LIMIT:
+                started = sent + INIT_LIMIT
+            init_ms = None if warm else channel.init_ms
             if proc.poll() is not None:
                 try:  # the result may have raced the exit
                     return fut.result(timeout=0.2)
                 except FutureTimeoutError:
                     pass
-                msg = f"RequestId: {req_id} Error: Runtime exited with error: {_exit_status(proc.returncode)}"
-                return self._synthetic_error(req_id, _lambda_error("Runtime.ExitError", msg), msg, started)
-            if time.monotonic() >= deadline:
-                self._kill()
-                # the same wording as dorc's runtime (and AWS): errorType Sandbox.Timedout
-                message = f"Task timed out after {timeout:.2f} seconds"
-                ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                channel.closed.wait(0.5)  # the exit message, and the last lines
+                msg = f"RequestId: {req_id} Error: Runtime exited with error: {_ended_how(channel.exit, proc.returncode)}"
+                ms = (now - started) * 1000 if started is not None else 0.0
+                return self._synthetic_error(req_id, _lambda_error("Runtime.ExitError", msg), [msg, "Runtime.ExitError"],
+                                             ms, init_ms)
+            if started is not None and now >= started + timeout:
+                with self.lock:
+                    if self.process is proc:
+                        self._kill()
+                # the same type and wording as local runs (and AWS): errorType Sandbox.Timedout
+                text = _timeout_text(timeout)
                 return self._synthetic_error(
-                    req_id, _lambda_error("Sandbox.Timedout", f"RequestId: {req_id} Error: {message}"),
-                    f"{ts} {req_id} {message}", started)
+                    req_id, _lambda_error("Sandbox.Timedout", f"RequestId: {req_id} Error: {text}"),
+                    [f"{_iso_now()} {req_id} {text}"], timeout * 1000, init_ms)
 
     def get_logs(self) -> str:
         try:
@@ -344,52 +495,68 @@ class DorcRuntimeExecutor(RuntimeExecutor):
         self.endpoint = _WorkerEndpoint()
         cfg = self.function_version.config
         code_dir = str(cfg.code.get_unzipped_code_location())
-        tmp_dir = self.work_dir / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        dorc_path = _worker_pythonpath()
+        if self.python is None:
+            self.python = _interpreter(str(cfg.runtime))
+        python, note = self.python
+        isolation = _sandbox_isolation()
+        runtime_dir = _runtime_dir()
         user_env = cfg.environment or {}
-        user_pythonpath = self.env_vars.get("PYTHONPATH")
+        storage = getattr(cfg, "ephemeral_storage", None)
+        sandbox = {
+            "namespaces": isolation.namespaces,
+            "tmp_mb": int(getattr(storage, "size", None) or 512),
+            "hide": _host_aws_folders(),
+            "notes": [n for n in (note, None if isolation.namespaces else isolation.line) if n],
+        }
         env = {
-            # a minimal base: LocalStack's own environment does not leak into the function. PATH
-            # starts like Lambda's (/var/lang/bin): the worker's interpreter, not LocalStack's venv
-            "PATH": os.environ.get("DORC_WORKER_PATH") or "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "HOME": str(tmp_dir),
-            "TMPDIR": str(tmp_dir),
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
+            # Lambda's variables (LocalStack's) and the function's own: nothing of LocalStack's
+            # environment. PATH starts like Lambda's (/var/lang/bin): the runtime's interpreter
+            "PATH": f"{os.path.dirname(python)}:/usr/local/bin:/usr/bin:/bin:/opt/bin",
             **self.env_vars,
-            # LocalStack hands over container paths (/var/task); the code is on this host
+            # LocalStack hands over container paths (/var/task, /var/runtime); these are this host's
             "LAMBDA_TASK_ROOT": code_dir,
+            "LAMBDA_RUNTIME_DIR": runtime_dir,
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{cfg.runtime}",
-            "PYTHONPATH": dorc_path + (os.pathsep + user_pythonpath if user_pythonpath else ""),
             # read (and removed from the environment) by the worker
-            "DORC_WORKER_PYTHONPATH": dorc_path,
+            "DORC_RUNTIME_DIR": runtime_dir,
             "DORC_LAMBDA_RUNTIME": str(cfg.runtime),
             "DORC_USER_ENV_KEYS": ",".join(sorted(user_env)),
-            "DORC_INVOCATION_LOG_DIR": str(self.work_dir),  # not the handler's TMPDIR
+            "DORC_WORKER_SANDBOX": json.dumps(sandbox),
         }
+        if not isolation.namespaces:  # no private /tmp: at least Python's tempfile is private
+            tmp_dir = self.work_dir / "tmp"
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            env["TMPDIR"] = str(tmp_dir)
         for key in LOG_VARIABLES:  # as Lambda sets them, not as LocalStack spells them
             env.pop(key, None)
         env.update(_logging_environment(getattr(cfg, "logging_config", None)))
+        from dorc_sim.sandbox.isolation import command_prefix
+
+        channel_r, channel_w = os.pipe()
+        life_r, life_w = os.pipe()
+        cmd = [*command_prefix(isolation), python, "-I", "-S", _worker_script(),
+               "--channel", str(channel_w), "--lifeline", str(life_r)]
         log_fd = open(self.log_path, "ab")
         try:
+            if note:
+                log_fd.write(f"dorc: {note}\n".encode())
+                log_fd.flush()
             self.process = subprocess.Popen(
-                # -P: the code folder (cwd) is not put first on sys.path before dorc's sim is found;
-                # the worker puts it there itself once sim.runtime is imported
-                [_worker_python(), "-P", "-u", "-m", WORKER_MODULE, "--owner", str(os.getpid())],
-                cwd=code_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=subprocess.STDOUT,
+                cmd, cwd=code_dir, env=env, pass_fds=(channel_w, life_r),
+                stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: a kill reaches the handler's children too
             )
         except OSError as exc:
-            raise LambdaRuntimeException(f"cannot start the dorc worker ({_worker_python()}): {exc}") from exc
+            for fd in (channel_r, life_w):
+                os.close(fd)
+            raise LambdaRuntimeException(f"cannot start the dorc worker ({python}): {exc}") from exc
         finally:
             log_fd.close()
-        LOG.debug("dorc executor %s: worker pid %s for %s", self.id, self.process.pid, cfg.handler)
+            os.close(channel_w)
+            os.close(life_r)
+        self.lifeline = life_w
+        self.endpoint.channel = _Channel(channel_r)
+        LOG.debug("dorc executor %s: worker pid %s for %s on %s", self.id, self.process.pid, cfg.handler, python)
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             try:
@@ -410,11 +577,23 @@ class DorcRuntimeExecutor(RuntimeExecutor):
                                              f"Logs:\n{self.get_logs()}")
 
     def _kill(self) -> None:
+        """End the sandbox and everything it started: its session's process group, and with
+        ``unshare`` its PID namespace (the namespace dies with its first process)."""
+        lifeline, self.lifeline = self.lifeline, None
+        if lifeline is not None:
+            try:
+                os.close(lifeline)
+            except OSError:
+                pass
         proc = self.process
         if proc is None or proc.poll() is not None:
             return
         try:
             os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.kill()
         except ProcessLookupError:
             pass
         try:
@@ -422,19 +601,41 @@ class DorcRuntimeExecutor(RuntimeExecutor):
         except subprocess.TimeoutExpired:
             LOG.warning("dorc executor: worker %s did not die", proc.pid)
 
-    def _synthetic_error(self, req_id: str, error: dict, log_line: str, started: float) -> InvocationResult:
-        """The result of a call the worker could not finish: what it logged so far, then Lambda's lines."""
+    def _synthetic_error(self, req_id: str, error: dict, lambda_lines: list[str], ms: float,
+                         init_ms: float | None) -> InvocationResult:
+        """The result of a call the sandbox could not finish: what it logged so far (from the
+        channel), then Lambda's lines, as local runs end such a call."""
         error = {**error, "requestId": req_id}
-        try:
-            partial = (self.work_dir / f".inv-{req_id}.log").read_text(errors="replace")
-        except OSError:
-            partial = ""
-        if not partial.startswith("START "):
-            partial = f"START RequestId: {req_id} Version: $LATEST\n" + partial
-        if not partial.endswith("\n"):
-            partial += "\n"
-        ms = (time.monotonic() - started) * 1000
-        logs = (partial + f"{log_line}\nEND RequestId: {req_id}\n"
-                + f"REPORT RequestId: {req_id}\tDuration: {ms:.2f} ms\tBilled Duration: {max(1, int(ms + 0.999))} ms\t"
-                + f"Memory Size: {self.function_version.config.memory_size} MB\tMax Memory Used: 0 MB\n")
+        said = self.endpoint.channel.said() if self.endpoint and self.endpoint.channel else []
+        lines = [line for line in said]
+        if not any(line.startswith("START RequestId:") for line in lines):
+            lines.insert(0, f"START RequestId: {req_id} Version: $LATEST")
+        report = (f"REPORT RequestId: {req_id}\tDuration: {ms:.2f} ms\tBilled Duration: {max(1, int(ms + 0.999))} ms\t"
+                  f"Memory Size: {self.function_version.config.memory_size} MB\tMax Memory Used: 0 MB")
+        if init_ms is not None:
+            report += f"\tInit Duration: {init_ms:.2f} ms"
+        logs = "\n".join([*lines, *lambda_lines, f"END RequestId: {req_id}", report]) + "\n"
         return InvocationResult(req_id, to_bytes(json.dumps(error)), is_error=True, logs=logs)
+
+
+def _error_type(result: InvocationResult) -> str | None:
+    if not result.is_error:
+        return None
+    try:
+        return json.loads(result.payload or b"{}").get("errorType")
+    except (ValueError, AttributeError):
+        return None
+
+
+def _timeout_text(timeout: float) -> str:
+    _dorc_sim()
+    from dorc_sim.runtime import timeout_text
+
+    return timeout_text(timeout)
+
+
+def _iso_now() -> str:
+    _dorc_sim()
+    from dorc_sim.runtime import iso_now
+
+    return iso_now()
