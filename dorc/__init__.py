@@ -1,4 +1,4 @@
-"""dorc: one pipeline definition, run in-process, in LocalStack and in AWS.
+"""dorc: one pipeline definition, run locally (each function in a Lambda-like sandbox), in LocalStack and in AWS.
 
 The public API is importable from here; attributes load on first use so that ``dorc --help``
 and ``dorc run --local`` do not pay for what they do not touch.
@@ -18,6 +18,7 @@ _EXPORTS = {
     "FunctionType": "dorc.models",
     "CronTrigger": "dorc.models",
     "S3Trigger": "dorc.models",
+    "Permission": "dorc.models",
     "CreatePipeline": "dorc.pipeline",
     "PipelineConfig": "dorc.pipeline",
     "load_config": "dorc.pipeline",
@@ -49,7 +50,7 @@ def __getattr__(name: str):
 if TYPE_CHECKING:  # pragma: no cover
     from .api import plan_layer, run_pipeline, validate
     from .errors import DefinitionError, DorcError
-    from .models import CronTrigger, Function, FunctionType, NextFunction, PipelineDefinition, S3Trigger
+    from .models import CronTrigger, Function, FunctionType, NextFunction, Permission, PipelineDefinition, S3Trigger
     from .pipeline import CreatePipeline, PipelineConfig, load_config
     from .project import find_project
     from .result import RunFailed, RunResult, StepResult

@@ -34,7 +34,7 @@ _LEGACY = {
     "infrastructure.core.creator": ("CreatePipeline", "load_config", "PipelineConfig"),  # the seed's other spelling
     "infrastructure.core.models.definition": (
         "PipelineDefinition", "Function", "NextFunction", "FunctionType", "NextFunctionTypes", "CronTrigger",
-        "S3Trigger",
+        "S3Trigger", "Permission",
     ),
 }
 #: Seed modules with names common enough that a project may have its own (``utils``): served only

@@ -142,6 +142,9 @@ class Function(_Model):
     log_format: Literal["Text", "JSON"] = "Text"
     # Lambda's ApplicationLogLevel values (JSON only); None: Lambda's default, INFO
     log_level: Optional[Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]] = None
+    # granted to this function's role on top of the defaults and the pipeline's grants
+    permissions: list[Permission] = Field(default_factory=list)
+    managed_policies: list[str] = Field(default_factory=list)  # policy ARNs attached to its role
 
     @model_validator(mode="wrap")
     @classmethod
@@ -176,6 +179,21 @@ class Function(_Model):
             raise ValueError(f"description is {len(v)} characters; AWS Lambda allows {DESCRIPTION_MAX}: shorten it")
         return v
 
+    @field_validator("permissions")
+    @classmethod
+    def _permissions(cls, v: list[Permission]) -> list[Permission]:
+        return _check_permissions(v)
+
+    @field_validator("managed_policies", mode="before")
+    @classmethod
+    def _policies_one_or_many(cls, v):
+        return _as_list(v)
+
+    @field_validator("managed_policies")
+    @classmethod
+    def _policies(cls, v: list[str]) -> list[str]:
+        return _policy_arns(v)
+
     @field_validator("runtime")
     @classmethod
     def _runtime(cls, v: str) -> str:
@@ -207,6 +225,104 @@ class Function(_Model):
     @property
     def next(self) -> NextFunction | None:
         return self.next_function  # type: ignore[return-value]
+
+
+# -- permissions: what a function's role may do beyond the defaults ---------------------------
+
+#: Keys a permission's resources and managed policy ARNs may use; dorc fills them in per environment.
+PERMISSION_KEYS = ("project", "env", "region", "account_id")
+PERMISSION_TEMPLATE_HINT = ("templates may use {project}, {env}, {region} and {account_id}; write {{ and }} for a "
+                            "literal brace (an IAM policy variable is '${{aws:username}}')")
+# IAM: "service:Action", the action may use * and ? wildcards; service prefixes are letters, digits, '-'.
+_ACTION_RE = re.compile(r"[A-Za-z0-9-]+:[A-Za-z0-9*?]+")
+_ARN_RE = re.compile(r"arn:[a-z-]+:[a-z0-9-]+:[a-z0-9-]*:[0-9*]*:.+")
+_POLICY_ARN_RE = re.compile(r"arn:aws(-[a-z]+)*:iam::(aws|\d{12}):policy/[\w+=,.@/-]{1,512}")
+_SAMPLE = {"project": "p", "env": "e", "region": "eu-west-2", "account_id": "123456789012"}
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """``template`` with ``{project}``-style keys filled in; ValueError saying which key is wrong."""
+    try:
+        return template.format(**values)
+    except KeyError as exc:
+        raise ValueError(f"{shown(template)} uses unknown key {{{exc.args[0]}}}: {PERMISSION_TEMPLATE_HINT}") from None
+    except (IndexError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{shown(template)} cannot be filled in ({exc or 'positional field'}): "
+                         f"{PERMISSION_TEMPLATE_HINT}") from None
+
+
+def _as_list(v):
+    return [v] if isinstance(v, str) else v
+
+
+class Permission(_Model):
+    """One IAM statement granted to a function's role, e.g. read on a source bucket:
+    ``Permission(actions=["s3:GetObject"], resources=["arn:aws:s3:::{project}-landing-{env}/*"])``.
+    Effect is always Allow: dorc grants, the role denies everything else.
+
+    Checked by the ``Function`` or ``PipelineDefinition`` that holds it (``permission_problems``),
+    so a mistake is reported with the function it belongs to."""
+
+    actions: list[str]
+    resources: list[str]
+    effect: str = "Allow"
+    # IAM's Condition block, e.g. {"StringLike": {"s3:prefix": ["incoming/*"]}}
+    conditions: Optional[dict[str, dict[str, Union[str, bool, int, list[str]]]]] = None
+
+    @field_validator("actions", "resources", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return _as_list(v)
+
+    def statement(self, values: dict[str, str]) -> dict:
+        """The IAM statement, templates filled in with ``values`` (``PERMISSION_KEYS``)."""
+        doc = {"Effect": self.effect, "Action": list(self.actions),
+               "Resource": [fill_template(r, values) for r in self.resources]}
+        if self.conditions:
+            doc["Condition"] = self.conditions
+        return doc
+
+
+def permission_problems(p: Permission) -> list[str]:
+    """What IAM (or dorc's templating) would refuse in ``p``, each with the fix."""
+    out = []
+    if p.effect != "Allow":
+        out.append(f"effect {shown(p.effect)}: dorc grants only (effect='Allow'); whatever is not granted is "
+                   "denied, so remove the statement instead of denying")
+    if not p.actions:
+        out.append("actions is empty: name what the function may do, e.g. actions=['s3:GetObject']")
+    for action in p.actions:
+        if action != "*" and not _ACTION_RE.fullmatch(action):
+            out.append(f"action {shown(action)} is not an IAM action: write 'service:Action', e.g. "
+                       "'s3:GetObject' or 'dynamodb:Query' (wildcards * and ? allowed)")
+    if not p.resources:
+        out.append("resources is empty: name the ARNs the actions apply to, e.g. "
+                   "resources=['arn:aws:s3:::{project}-landing-{env}/*'] ('*' for all)")
+    for resource in p.resources:
+        try:
+            filled = fill_template(resource, _SAMPLE)
+        except ValueError as exc:
+            out.append(f"resource {exc}")
+            continue
+        if filled != "*" and not _ARN_RE.fullmatch(filled):
+            out.append(f"resource {shown(resource)} is not an ARN: write 'arn:aws:<service>:<region>:<account>:"
+                       "<resource>', e.g. 'arn:aws:dynamodb:{region}:{account_id}:table/{project}-jobs-{env}', or '*'")
+    return out
+
+
+def _check_permissions(v: list[Permission]) -> list[Permission]:
+    problems = [f"permission {i}: {msg}" for i, p in enumerate(v, 1) for msg in permission_problems(p)]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return v
+
+
+def _policy_arns(v: list[str]) -> list[str]:
+    for arn in v:
+        if not _POLICY_ARN_RE.fullmatch(fill_template(arn, _SAMPLE)):  # ValueError: a bad template, said
+            raise ValueError(f"{shown(arn)} is not a managed policy ARN: write 'arn:aws:iam::aws:policy/<name>' "
+                             "(AWS managed) or 'arn:aws:iam::{account_id}:policy/<name>' (your own)")
+    return list(dict.fromkeys(v))
 
 
 class CronTrigger(_Model):
@@ -321,6 +437,31 @@ class PipelineDefinition(_Model):
     description: str = ""
     functions: list[Function]
     trigger: Union[Trigger, list[Trigger], None] = None
+    # granted to every function's role of this layer
+    permissions: list[Permission] = Field(default_factory=list)
+    managed_policies: list[str] = Field(default_factory=list)
+    #: The seed's spelling of one (or more) managed policies for every function of the layer.
+    additional_lambda_role_policy_arn: Union[str, list[str], None] = None
+
+    @field_validator("permissions")
+    @classmethod
+    def _permissions(cls, v: list[Permission]) -> list[Permission]:
+        return _check_permissions(v)
+
+    @field_validator("managed_policies", "additional_lambda_role_policy_arn", mode="before")
+    @classmethod
+    def _policies_one_or_many(cls, v):
+        return _as_list(v) if v is not None else v
+
+    @field_validator("managed_policies", "additional_lambda_role_policy_arn")
+    @classmethod
+    def _policies(cls, v):
+        return _policy_arns(v) if v is not None else v
+
+    @property
+    def all_managed_policies(self) -> list[str]:
+        """``managed_policies`` and the seed's ``additional_lambda_role_policy_arn``, once each."""
+        return list(dict.fromkeys([*self.managed_policies, *(self.additional_lambda_role_policy_arn or [])]))
 
     @field_validator("functions")
     @classmethod

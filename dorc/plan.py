@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict
 
 from .errors import Problem
 from .loader import LoadedPipeline
-from .models import FunctionType
+from .models import FunctionType, fill_template
+from .permissions import (FUNCTION, MANAGED_POLICIES_MAX, PIPELINE, ROLE_POLICY_MAX_CHARS, Grant, declared_grants,
+                          default_grants, fit_name, policy_document, policy_size, trigger_grants)
 from .project import FixtureSpec
 from .graph import chain, handover_key
 from .validate import AWS_NAME_PART_RE
@@ -55,7 +57,7 @@ _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]")
 ERROR_CONTRACT = "dorc.ContractViolation"
 ERROR_STATUS = "dorc.NonSuccessStatusCode"
 ERROR_DATA_LIMIT = "States.DataLimitExceeded"
-# Transient Lambda service errors, retried in AWS; they cannot happen in-process.
+# Transient Lambda service errors, retried in AWS; they cannot happen in local runs.
 TRANSIENT_LAMBDA_ERRORS = [
     "Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
@@ -80,9 +82,14 @@ class FunctionPlan(_Frozen):
     log_format: str = "Text"  # "Text" | "JSON"
     log_level: str | None = None  # JSON only; None: Lambda's default (INFO)
     log_group: str
-    role_name: str
+    role_name: str  # the function's own role (``function_role_name``)
+    role_arn: str
+    # What the role may do (``function_policy``), each statement with its source, and the
+    # managed policies attached to it: the defaults, the pipeline's and the function's grants.
+    grants: list[Grant] = []
+    managed_policies: list[str] = []
     description: str = ""
-    # Set by ``dorc.package.package_plan``; a plan for in-process runs needs no zip.
+    # Set by ``dorc.package.package_plan``; a plan for local runs carries none (their task roots are built by dorc.taskroot).
     package_path: str | None = None
     package_sha256: str | None = None
 
@@ -175,6 +182,16 @@ def state_machine_name(instance: str, layer: str, env: str) -> str:
     return f"{instance}-{layer}-{env}"
 
 
+def function_role_name(project: str, instance: str, layer: str, function: str, env: str) -> str:
+    """A role per function (its grants are its own), within IAM's 64 characters."""
+    return fit_name(f"{project}-{instance}-{layer}-{function}-{env}", ROLE_NAME_MAX)
+
+
+def function_policy(fn: FunctionPlan) -> dict[str, Any]:
+    """The IAM policy document of ``fn``'s role: every target puts exactly this on it."""
+    return policy_document(fn.grants)
+
+
 def role_names(project: str, env: str) -> dict[str, str]:
     """One role per service per environment, owned by the ``infra-<env>`` stack."""
     return {
@@ -196,9 +213,18 @@ def build_plan(p: LoadedPipeline, *, account_id: str = LOCAL_ACCOUNT_ID) -> Laye
         "DORC_PIPELINE": p.key,
         "HOLDING_BUCKET": holding,
     }
+    values = {"project": settings.project, "env": env, "region": region, "account_id": account_id}
+    pipeline_grants = declared_grants(p.definition.permissions, values, PIPELINE)
+    entry_grants = _trigger_grants(p, holding, env)
     functions = []
-    for fn in chain(p.definition.functions):
+    for i, fn in enumerate(chain(p.definition.functions)):
         name = lambda_name(p.instance, p.layer, fn.name, env)
+        role = function_role_name(settings.project, p.instance, p.layer, fn.name, env)
+        grants = [*default_grants(region=region, account_id=account_id, holding_bucket=holding,
+                                  log_group=f"/aws/lambda/{name}"),
+                  *(entry_grants if i == 0 else []),  # the trigger's event reaches the first function
+                  *pipeline_grants, *declared_grants(fn.permissions, values, FUNCTION)]
+        managed = [fill_template(a, values) for a in [*p.definition.all_managed_policies, *fn.managed_policies]]
         functions.append(
             FunctionPlan(
                 key=fn.name,
@@ -213,7 +239,10 @@ def build_plan(p: LoadedPipeline, *, account_id: str = LOCAL_ACCOUNT_ID) -> Laye
                 log_format=fn.log_format,
                 log_level=fn.log_level,
                 log_group=f"/aws/lambda/{name}",
-                role_name=roles["lambda"],
+                role_name=role,
+                role_arn=f"arn:aws:iam::{account_id}:role/{role}",
+                grants=grants,
+                managed_policies=list(dict.fromkeys(managed)),
                 description=fn.description,
             )
         )
@@ -265,6 +294,19 @@ def build_plan(p: LoadedPipeline, *, account_id: str = LOCAL_ACCOUNT_ID) -> Laye
         local_environment=dict(settings.local_environment),
         local_fixtures=dict(settings.fixtures),
     )
+
+
+def _trigger_grants(p: LoadedPipeline, holding: str, env: str) -> list[Grant]:
+    """Read on each S3 trigger's bucket and prefix, unless it is the holding store (already granted)."""
+    settings = p.config.project.settings
+    out: list[Grant] = []
+    for t in p.definition.triggers:
+        if t.kind != "s3":
+            continue
+        bucket = settings.render(t.bucket_name, env) if "{" in t.bucket_name else t.bucket_name
+        if bucket != holding:
+            out += trigger_grants(t.name, bucket, t.key_prefix)
+    return out
 
 
 def _sm_arn(region: str, account: str, name: str) -> str:
@@ -395,6 +437,16 @@ def plan_problems(plan: LayerPlan, settings_file: str = "dorc.toml") -> list[Pro
         if parts_ok and not (len(f.log_group) <= LOG_GROUP_NAME_MAX and LOG_GROUP_RE.fullmatch(f.log_group)):
             out.append(Problem(file, f"log group name {f.log_group!r} is not one CloudWatch Logs accepts "
                                      "(at most 512 of letters, digits, '.', '-', '_', '/', '#'): rename the function", f.key))
+        size = policy_size(function_policy(f))
+        if size > ROLE_POLICY_MAX_CHARS:
+            out.append(Problem(file, f"the role policy of {f.key} is {size:,} characters; IAM allows "
+                                     f"{ROLE_POLICY_MAX_CHARS:,} per role. Merge statements (several actions or "
+                                     "resources in one Permission, wildcards), or attach a managed policy instead "
+                                     "(managed_policies=[...])", f.key))
+        if len(f.managed_policies) > MANAGED_POLICIES_MAX:
+            out.append(Problem(file, f"{len(f.managed_policies)} managed policies for {f.key} (pipeline and function "
+                                     f"together); IAM attaches at most {MANAGED_POLICIES_MAX} to a role: merge some",
+                               f.key))
         size = len(json.dumps(f.environment, separators=(",", ":")).encode())
         if size > ENV_VARS_MAX_BYTES:
             out.append(Problem(file, f"environment variables total {size} bytes; Lambda allows "
@@ -540,7 +592,7 @@ class UniversalPlan(_Frozen):
     tags: dict[str, str]
 
 
-def _trust(service: str) -> dict[str, Any]:
+def trust_policy(service: str) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
 
@@ -555,13 +607,9 @@ def build_infra_plan(settings, env: str, region: str | None = None, *, account_i
     sm_arns = f"arn:aws:states:{region}:{account_id}:stateMachine:*-{env}"
     exec_arns = f"arn:aws:states:{region}:{account_id}:execution:*-{env}:*"
     policies = {
-        "lambda": {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-             "Resource": f"arn:aws:logs:{region}:{account_id}:log-group:/aws/lambda/*-{env}:*"},
-            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-             "Resource": f"arn:aws:s3:::{holding}/*"},
-            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{holding}"},
-        ]},
+        # the defaults every function's own role gets (``build_plan``), for any function of the env
+        "lambda": {"Version": "2012-10-17", "Statement": [g.statement() for g in default_grants(
+            region=region, account_id=account_id, holding_bucket=holding, log_group=f"/aws/lambda/*-{env}")]},
         "states": {"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": ["lambda:InvokeFunction"], "Resource": [fn_arns, f"{fn_arns}:*"]},
             {"Effect": "Allow", "Action": ["states:StartExecution"], "Resource": sm_arns},
@@ -575,7 +623,7 @@ def build_infra_plan(settings, env: str, region: str | None = None, *, account_i
     services = {"lambda": "lambda.amazonaws.com", "states": "states.amazonaws.com", "events": "events.amazonaws.com"}
     roles = {
         kind: RolePlan(name=names[kind], arn=f"arn:aws:iam::{account_id}:role/{names[kind]}",
-                       service=services[kind], trust_policy=_trust(services[kind]), policy=policies[kind])
+                       service=services[kind], trust_policy=trust_policy(services[kind]), policy=policies[kind])
         for kind in ("lambda", "states", "events")
     }
     return InfraPlan(project=settings.project, env=env, region=region, account_id=account_id,

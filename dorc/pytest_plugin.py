@@ -96,7 +96,16 @@ def dorc_project(request, tmp_path):
     if repo and not os.path.isabs(repo):
         repo = os.path.join(str(request.config.rootpath), repo)
     project = find_project(repo)
-    return dataclasses.replace(project, state_root=tmp_path / ".dorc")
+    project = dataclasses.replace(project, state_root=tmp_path / ".dorc")
+    request.addfinalizer(lambda: _stop_local_aws(project.local_aws_dir))  # this test's store, this test's server
+    return project
+
+
+def _stop_local_aws(store_dir) -> None:
+    """The local AWS server a test's runs started on its own store: stopped by its PID."""
+    from dorc_sim.aws import stop_server
+
+    stop_server(store_dir)
 
 
 @dataclasses.dataclass
@@ -310,7 +319,7 @@ class DorcAWS:
 
     ``client(service)`` (boto3 API), ``holding_bucket``, ``put(key, data)`` (bytes, text, or any
     other value as JSON), ``get(key)`` -> bytes, ``get_json(key)``, ``keys(prefix="")``; ``target``
-    and ``env`` say where it is. Locally it is the in-process AWS (moto) with this test's store;
+    and ``env`` say where it is. Locally it is the local AWS server with this test's store;
     in LocalStack, clients of a ``localstack_client`` session on the session's LocalStack.
     """
 
@@ -348,9 +357,11 @@ class DorcAWS:
 
 @pytest.fixture
 def dorc_aws(dorc_project, dorc_target, _dorc_localstack_test):
-    """This test's AWS on its target, to seed or inspect data (``DorcAWS``). Locally: the
-    in-process AWS (moto) with this test's holding store, which runs inside the test share; in
-    LocalStack: the test environment's holding store, empty at the start of the test."""
+    """This test's AWS on its target, to seed or inspect data (``DorcAWS``). Locally: a local AWS
+    server on this test's own store (its state folder is in the test's tmp folder, so the server
+    is the test's too, stopped at its end), shared with the runs inside the test; while the
+    fixture lasts, ``AWS_ENDPOINT_URL`` and test credentials point the test's own boto3 there.
+    In LocalStack: the test environment's holding store, empty at the start of the test."""
     if dorc_target == "localstack":
         ls = _dorc_localstack_test()
         yield DorcAWS("localstack", ls.env, ls.holding_bucket, ls.session.client)
@@ -360,7 +371,23 @@ def dorc_aws(dorc_project, dorc_target, _dorc_localstack_test):
     settings = dorc_project.settings
     bucket = settings.render(settings.holding_bucket, "local")
     with LocalAWS(dorc_project.local_aws_dir, settings.region, [bucket]) as aws:
-        yield DorcAWS("local", "local", bucket, lambda service, **kw: aws.client(service), local=aws)
+        saved = {k: os.environ.get(k) for k in (*_AWS_VARS, "AWS_DEFAULT_REGION")}
+        for k in _AWS_VARS:
+            os.environ.pop(k, None)
+        os.environ.update({**aws.sandbox_environment(), "AWS_DEFAULT_REGION": settings.region})
+        try:
+            yield DorcAWS("local", "local", bucket, lambda service, **kw: aws.client(service), local=aws)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+# What could point a test's boto3 elsewhere than its local AWS while ``dorc_aws`` lasts.
+_AWS_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_ACCESS_KEY_ID",
+             "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 @dataclasses.dataclass

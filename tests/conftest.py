@@ -19,6 +19,25 @@ def _clean_environment(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _stop_local_aws_servers():
+    """A local run inside a test starts its config repo's local AWS server: the test stops it."""
+    yield
+    from dorc_sim.awsserver.control import stop_started_here
+
+    stop_started_here()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_subprocess_servers(tmp_path_factory):
+    """Servers that `dorc` subprocesses started on the tests' config repos: stopped by their PIDs."""
+    yield
+    from dorc_sim.aws import stop_server
+
+    for info in tmp_path_factory.getbasetemp().rglob("local-aws/server.json"):
+        stop_server(info.parent)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _warm_imports():
     """Import moto/boto3 once, so that timing assertions measure dorc and not a cold import."""

@@ -15,7 +15,8 @@ from dorc.package import code_sha256, package_plan
 from dorc.project import find_project
 from dorc.targets.localstack.deploy import shared_plans
 from dorc.targets.localstack.executor import describe, execute
-from dorc.targets.localstack.planner import LocalFile, plan_deployment
+from dorc.plan import function_policy
+from dorc.targets.localstack.planner import LAMBDA_TRUST, LocalFile, plan_deployment
 from dorc.targets.localstack.remote import RemoteState, read_remote_state
 from helpers import OK_HANDLER, chain_main, make_project
 
@@ -70,8 +71,10 @@ def deployed_state(plans, universal, infra, envs) -> dict:
     for key, plan in plans.items():
         for fn in plan.functions:
             doc["artifacts"].append(f"packages/{fn.package_sha256}.zip")
+            doc["roles"][fn.role_name] = {"trust_policy": LAMBDA_TRUST, "policy": function_policy(fn),
+                                          "managed_policies": list(fn.managed_policies)}
             doc["functions"][fn.name] = {
-                "Role": infra.roles["lambda"].arn, "Handler": fn.handler, "Runtime": fn.runtime,
+                "Role": fn.role_arn, "Handler": fn.handler, "Runtime": fn.runtime,
                 "Timeout": fn.timeout, "MemorySize": fn.memory, "Description": fn.description,
                 "Environment": {"Variables": envs[key][fn.key]}, "CodeSha256": code_sha256(fn.package_sha256),
                 "EphemeralStorage": {"Size": fn.ephemeral_storage}, "LoggingConfig": _reported_logging(fn),
@@ -112,9 +115,12 @@ def test_an_empty_endpoint_gets_every_create_in_order(setup):
         "iam.CreateRole", "iam.PutRolePolicy",
         # shop/processed first: shop/raw hands over to it
         "s3.PutObject", "s3.PutObject", "logs.CreateLogGroup", "logs.PutRetentionPolicy",
-        "logs.CreateLogGroup", "logs.PutRetentionPolicy", "lambda.CreateFunction", "lambda.CreateFunction",
+        "logs.CreateLogGroup", "logs.PutRetentionPolicy",
+        "iam.CreateRole", "iam.PutRolePolicy", "iam.CreateRole", "iam.PutRolePolicy",  # each function's own role
+        "lambda.CreateFunction", "lambda.CreateFunction",
         "states.CreateStateMachine",
-        "s3.PutObject", "logs.CreateLogGroup", "logs.PutRetentionPolicy", "lambda.CreateFunction",
+        "s3.PutObject", "logs.CreateLogGroup", "logs.PutRetentionPolicy", "iam.CreateRole", "iam.PutRolePolicy",
+        "lambda.CreateFunction",
         "states.CreateStateMachine", "events.PutRule", "events.PutTargets",
     ]
     creates = [c.params.get("FunctionName") or c.params.get("name") for c in calls

@@ -27,12 +27,13 @@ EXCLUDED = [ROOT / "sim" / "localstack" / "plugin"]
 RANKS: list[tuple[str, int]] = [
     ("dorc.errors", 0), ("dorc.models", 0), ("dorc.result", 0), ("dorc.observer", 0), ("dorc.registry", 0),
     ("dorc_sim", 1), ("dorc.package", 1), ("dorc.project", 1), ("dorc.pipeline", 1), ("dorc.graph", 1),
+    ("dorc.permissions", 1),
     ("dorc.loader", 2), ("dorc.validate", 2), ("dorc.import_check", 2), ("dorc.taskroot", 2),
     ("dorc.plan", 3),
     ("dorc.localstack", 4), ("dorc.records", 4),
     ("dorc.targets", 5),
     ("dorc.promote", 6), ("dorc.planning", 6), ("dorc.resume", 6), ("dorc.watch", 6),
-    ("dorc.delivery", 7), ("dorc.api", 7), ("dorc.doctor", 7), ("dorc.describe", 7), ("dorc.scaffold", 7), ("dorc.triggers", 7),
+    ("dorc.delivery", 7), ("dorc.api", 7), ("dorc.local_aws", 7), ("dorc.doctor", 7), ("dorc.describe", 7), ("dorc.scaffold", 7), ("dorc.triggers", 7),
     ("dorc.render", 8), ("dorc.cli", 8), ("dorc.pytest_plugin", 8), ("dorc.__main__", 8), ("dorc", 8),
 ]
 

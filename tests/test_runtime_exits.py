@@ -1,5 +1,5 @@
-"""A handler that ends its process, and a handler that prints a lot: the in-process runtime keeps
-dorc alive and reports Lambda's errors, and drawing log lines is not the handler's time."""
+"""A handler that ends its process, and a handler that prints a lot: its sandbox keeps dorc alive
+and reports Lambda's errors, and drawing log lines is not the handler's time."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import threading
 import time
 
 import pytest
@@ -17,7 +16,11 @@ from rich.text import Text
 from dorc.api import invoke_function, run_pipeline
 from dorc.render import TerminalObserver
 from helpers import OK_HANDLER, chain_main
-from dorc_sim.runtime import FunctionRuntime, FunctionSpec
+from dorc_sim.runtime import FunctionSpec
+from dorc_sim.sandbox.interpreters import find_interpreter
+from dorc_sim.sandbox.isolation import probe
+from dorc_sim.sandbox.launcher import Sandbox, SandboxSpec
+from dorc_sim.sandbox.sdk import runtime_dir
 
 EXIT_MESSAGE = "RequestId: {} Error: Runtime exited with error: exit status {}"
 
@@ -92,7 +95,7 @@ def test_os_exit_caught_by_the_handler_still_fails_the_call(project_factory):
     assert len(result.steps) == 1
 
 
-def test_a_reference_to_os_exit_taken_at_import_is_guarded_only_during_calls(project_factory):
+def test_a_reference_to_os_exit_taken_at_import_ends_the_call_not_dorc(project_factory):
     f1 = "from os import _exit\n\nKEPT = _exit\n\ndef handler(event, context):\n    _exit(4)\n"
     root = one_layer(project_factory, "f1", functions={"f1": f1})
     step = invoke_function("demo", "main", "f1", config_repo=root)
@@ -101,35 +104,29 @@ def test_a_reference_to_os_exit_taken_at_import_is_guarded_only_during_calls(pro
     assert os._exit.__module__ in ("posix", "nt")  # the original, not the runtime's replacement
 
 
-def _runtime(tmp_path, source: str, timeout: float = 3.0, sink=None) -> FunctionRuntime:
+def _sandbox(tmp_path, source: str) -> Sandbox:
+    """One function's sandbox, as a run starts it, for several calls."""
     folder = tmp_path / "fn"
     folder.mkdir(exist_ok=True)
     (folder / "lambda.py").write_text(source)
-    return FunctionRuntime(FunctionSpec(name="fn", source_dir=str(folder), timeout=timeout), sink=sink)
+    spec = SandboxSpec(function=FunctionSpec(name="fn", source_dir=str(folder)),
+                       python=find_interpreter("python3.12").executable, runtime_dir=str(runtime_dir()))
+    return Sandbox(spec, probe())
 
 
 def test_after_an_exit_the_next_call_is_a_cold_start(tmp_path):
-    rt = _runtime(tmp_path, "import os\nCALLS = []\n\ndef handler(event, context):\n"
-                            "    CALLS.append(1)\n    if event.get('exit'):\n        os._exit(2)\n"
-                            "    return len(CALLS)\n")
-    assert rt.invoke(json.dumps({})).payload == b"1"
-    warm = rt.invoke(json.dumps({}))
-    assert warm.payload == b"2" and warm.init_duration_ms is None
-    assert rt.invoke(json.dumps({"exit": True})).error.type == "Runtime.ExitError"
-    cold = rt.invoke(json.dumps({}))
-    assert cold.ok and cold.payload == b"1"  # a new environment: the module was imported again
-    assert cold.init_duration_ms is not None
-
-
-def test_os_exit_off_the_main_thread(tmp_path):
-    # invoked from a thread, the runtime waits on a worker thread instead of SIGALRM
-    rt = _runtime(tmp_path, "import os\n\ndef handler(event, context):\n    os._exit(6)\n")
-    box = {}
-    worker = threading.Thread(target=lambda: box.setdefault("r", rt.invoke("{}", request_id="req-6")))
-    worker.start()
-    worker.join(10)
-    assert box["r"].error.message == EXIT_MESSAGE.format("req-6", 6)
-    assert os._exit.__module__ in ("posix", "nt")
+    source = ("import os\nCALLS = []\n\ndef handler(event, context):\n"
+              "    CALLS.append(1)\n    if event.get('exit'):\n        os._exit(2)\n    return len(CALLS)\n")
+    with _sandbox(tmp_path, source) as box:
+        assert box.invoke(json.dumps({})).payload == b"1"
+        warm = box.invoke(json.dumps({}))
+        assert warm.payload == b"2" and warm.init_duration_ms is None
+        ended = box.invoke(json.dumps({"exit": True}), request_id="req-2")
+        assert ended.error.type == "Runtime.ExitError"
+        assert ended.error.message == EXIT_MESSAGE.format("req-2", 2)
+        cold = box.invoke(json.dumps({}))
+        assert cold.ok and cold.payload == b"1"  # a new environment: the module was imported again
+        assert cold.init_duration_ms is not None
 
 
 # -- log lines: drawing them is not the handler's time ------------------------------------------
@@ -231,17 +228,6 @@ def test_lines_from_a_handlers_own_thread_do_not_stop_its_clock(project_factory)
     assert 950 <= step.duration_ms < 5000
     assert time.monotonic() - t0 < 10
     assert "from a thread" in step.logs
-
-
-def test_time_in_the_sink_is_not_the_handlers_off_the_main_thread(tmp_path):
-    source = "def handler(event, context):\n    for i in range(200):\n        print(i)\n    return 'done'\n"
-    rt = _runtime(tmp_path, source, timeout=1.0, sink=lambda line: time.sleep(0.01))  # 2 s in the sink
-    box = {}
-    worker = threading.Thread(target=lambda: box.setdefault("r", rt.invoke("{}")))
-    worker.start()
-    worker.join(30)
-    assert box["r"].ok, box["r"].error
-    assert box["r"].duration_ms < 1000
 
 
 MANY_LINES = """

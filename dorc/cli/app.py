@@ -14,10 +14,10 @@ import sys
 import typer
 
 from ..errors import DorcError, FileSystemError
-from . import deploy, doctor, graph, history, localstack, pipelines, plan, resume, scaffold, store
+from . import deploy, doctor, graph, history, localstack, pipelines, plan, resume, scaffold, sim, store
 
 app = typer.Typer(
-    help="Run serverless data pipelines in-process, in LocalStack and in AWS from one definition.",
+    help="Run serverless data pipelines locally, in LocalStack and in AWS from one definition.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -41,6 +41,7 @@ app.command()(deploy.promote)
 app.command()(doctor.doctor)
 app.add_typer(store.store_app, name="store")
 app.add_typer(localstack.localstack_app, name="localstack")
+app.add_typer(sim.sim_app, name="sim")
 
 
 def _show_version(value: bool) -> None:
@@ -54,7 +55,7 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
                                        help="Print dorc's version and exit.")) -> None:
-    """Run serverless data pipelines in-process, in LocalStack and in AWS from one definition."""
+    """Run serverless data pipelines locally, in LocalStack and in AWS from one definition."""
 
 
 #: What an option's value is, in --help (other value options show their name in capitals).

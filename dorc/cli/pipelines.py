@@ -19,7 +19,7 @@ from .options import ConfigRepo
 def run(
     instance: str = typer.Argument(..., help="Pipeline instance, e.g. census."),
     layer: Optional[str] = typer.Argument(None, help="Layer, e.g. raw. Omitted: every layer no other layer hands over to, and what they hand over to."),
-    local: bool = typer.Option(False, "--local", help="Run in-process (the default)."),
+    local: bool = typer.Option(False, "--local", help="Run here, each function in its own Lambda-like sandbox (the default)."),
     localstack: bool = typer.Option(False, "--localstack", help="Deploy to LocalStack and run there."),
     event: Optional[str] = typer.Option(None, "--event", "-e", help="First event: JSON text or @file.json (default {})."),
     trigger: Optional[str] = typer.Option(None, "--trigger", metavar="NAME", help="First event: the one this trigger of the layer delivers, in AWS's shape (EventBridge's Scheduled Event, or S3's Object Created)."),
@@ -195,12 +195,14 @@ def list_(
 ):
     """Pipelines, their layers and functions in run order, with deployed names."""
     from rich.markup import escape
+    from rich.text import Text
     from rich.tree import Tree
 
     from .. import api
     from ..errors import DefinitionError
     from ..describe import run_order, trigger_words
     from ..render import console
+    from .plan import list_permission_lines
 
     project = find_project(config_repo)
     out = console()
@@ -217,7 +219,10 @@ def list_(
             plan, lay = plans[key], plans[key].layer
             t_lay = t_inst.add(f"[bold]{lay}[/] — {escape(plan.description)}  [dim]state machine {plan.state_machine_name}[/]")
             for i, fn in enumerate(plan.functions, 1):
-                t_lay.add(f"{i}. {fn.key}  [dim]{fn.name} · {fn.runtime} · {fn.memory} MB · {fn.timeout} s[/]")
+                t_fn = t_lay.add(f"{i}. {fn.key}  [dim]{fn.name} · {fn.runtime} · {fn.memory} MB · {fn.timeout} s[/]")
+                # its effective permissions, as `dorc plan` shows them: role, statements, managed policies
+                for line in list_permission_lines(fn, plan.holding_bucket):
+                    t_fn.add(Text(line, style="dim"))  # Text: an ARN's ":secret:" is no emoji code
             if plan.handover:
                 t_lay.add(f"→ hands over to [cyan]{plan.handover.instance}/{plan.handover.layer}[/]")
             for trig in plan.triggers:

@@ -82,10 +82,34 @@ def _details(res: dict, asl: bool = False) -> list[str]:
         return [f"starts       {i.get('arn')}", f"role         {i.get('roleArn')}", f"rule         {i.get('rule')}"]
     if t == "aws:iam/role:Role":
         return [f"trust        {i.get('assumeRolePolicy')}"]
+    if t == "aws:iam/rolePolicyAttachment:RolePolicyAttachment":
+        return [f"role         {i.get('role')}", f"policy       {i.get('policyArn')}"]
     if t == "aws:iam/rolePolicy:RolePolicy":
         return [f"role         {i.get('role')}", f"policy       {i.get('policy')}"]
     skip = {"name", "bucket", "tags"}
     return [f"{k:<12} {json.dumps(v) if not isinstance(v, str) else v}" for k, v in sorted(i.items()) if k not in skip]
+
+
+def permission_lines(fn: dict) -> list[str]:
+    """A planned function's effective permissions (``FunctionPlan`` as data): its role, one line
+    per statement with its source, the managed policies attached. ``dorc list`` shows the same."""
+    from ..permissions import Grant
+
+    lines = [f"{fn['key']}  role {fn['role_name']}"]
+    lines += [f"  {Grant(**g).line()}" for g in fn.get("grants") or []]
+    lines += [f"  managed policy {arn}" for arn in fn.get("managed_policies") or []]
+    return lines
+
+
+def list_permission_lines(fn, holding_bucket: str) -> list[str]:
+    """``dorc list``'s shorter form: the defaults every function has in one line, then one line per
+    other statement and managed policy (``dorc plan`` shows the defaults in full)."""
+    from ..permissions import DEFAULT
+
+    lines = [f"role {fn.role_name}: default logs + read/write s3://{holding_bucket}"]
+    lines += [g.line() for g in fn.grants if g.source != DEFAULT]
+    lines += [f"managed policy {arn}" for arn in fn.managed_policies]
+    return lines
 
 
 def print_stack(doc: dict, *, asl: bool = False) -> None:
@@ -99,6 +123,12 @@ def print_stack(doc: dict, *, asl: bool = False) -> None:
         print(f"  + {res['type']}  {res['physical_name']}")
         for line in _details(res, asl):
             print(f"      {line}")
+    functions = (doc["outputs"].get("plan_settings") or {}).get("functions") or []
+    if functions:
+        print("  permissions (each function's own role: what it may do, and where each grant came from)")
+        for fn in functions:
+            for line in permission_lines(fn):
+                print(f"    {line}")
     if doc["packages"]:
         print("  packages")
         for key, pkg in doc["packages"].items():

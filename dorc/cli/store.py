@@ -16,19 +16,91 @@ store_app = typer.Typer(help="The local holding store that persists between loca
 
 
 @store_app.command("ls")
-def store_ls(config_repo: Optional[str] = ConfigRepo):
+def store_ls(
+    prefix: str = typer.Option("", "--prefix", help="Only keys (or s3://BUCKET/KEY) starting with this."),
+    config_repo: Optional[str] = ConfigRepo,
+):
     """What the local holding store holds (bucket, key, size)."""
     from rich.markup import escape
 
-    from .. import api
+    from .. import local_aws
     from ..render import console
 
     out = console()
-    items = api.store_objects(config_repo=config_repo)
+    items = local_aws.store_list(prefix, config_repo=config_repo)
     for bucket, key, size in items:
         out.print(f"{escape(f's3://{bucket}/{key}')}  [dim]{size:,} bytes[/]")
     if not items:
-        out.print("[dim]the local store is empty[/]")
+        out.print(f"[dim]the local store holds nothing under {escape(prefix)}[/]" if prefix else "[dim]the local store is empty[/]")
+
+
+@store_app.command("cat")
+def store_cat(
+    url: str = typer.Argument(..., help="s3://BUCKET/KEY"),
+    config_repo: Optional[str] = ConfigRepo,
+):
+    """Write one stored object's bytes to stdout."""
+    from .. import local_aws
+
+    body = local_aws.store_read(url, config_repo=config_repo)
+    sys.stdout.buffer.write(body)
+    sys.stdout.flush()
+
+
+@store_app.command("rm")
+def store_rm(
+    url: str = typer.Argument(..., help="s3://BUCKET/KEY"),
+    config_repo: Optional[str] = ConfigRepo,
+):
+    """Delete one stored object (through the local AWS server, as a handler's delete would)."""
+    from rich.markup import escape
+
+    from .. import local_aws
+    from ..render import console
+
+    local_aws.store_remove(url, config_repo=config_repo)
+    console().print(f"deleted {escape(url)} from the local store")
+
+
+@store_app.command("check")
+def store_check(config_repo: Optional[str] = ConfigRepo):
+    """Check the local store on disk: exit 0 sound, 1 damaged (each problem named)."""
+    from rich.markup import escape
+
+    from .. import local_aws
+    from ..render import console
+
+    out = console()
+    problems = local_aws.store_check(config_repo=config_repo)
+    if not problems:
+        out.print("the local store is sound")
+        return
+    out.print(f"[red]the local store is damaged[/] ({len(problems)} problem(s)):")
+    for p in problems:
+        out.print(f"  {escape(p)}")
+    out.print("  fix: dorc store repair (rebuilds each bucket's index from its object files; moves anything "
+              "that does not belong to .dorc/local-aws/lost+found/)")
+    raise typer.Exit(1)
+
+
+@store_app.command("repair")
+def store_repair(config_repo: Optional[str] = ConfigRepo):
+    """Rebuild the local store's indexes from its object files; nothing is deleted."""
+    from rich.markup import escape
+
+    from .. import local_aws
+    from ..render import console
+
+    out = console()
+    done = local_aws.store_repair(config_repo=config_repo)
+    for line in done:
+        out.print(escape(line))
+    left = local_aws.store_check(config_repo=config_repo)
+    if left:
+        for p in left:
+            out.print(f"[red]still wrong:[/] {escape(p)}")
+        raise typer.Exit(1)
+    out.print("the local store is sound" + ("" if done else " (nothing to repair)"))
 
 
 @store_app.command("clear")

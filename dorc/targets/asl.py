@@ -157,7 +157,7 @@ def _next(state: dict[str, Any], name: str) -> str | None:
 def _task(state: dict[str, Any], name: str, data_json: bytes, backend: Backend, data: Any = _UNPARSED) -> TaskOutcome:
     for retry in state.get("Retry", []):
         if not set(retry.get("ErrorEquals", [])) <= set(TRANSIENT_LAMBDA_ERRORS):
-            raise UnsupportedASL(f"state {name!r} retries {retry['ErrorEquals']}, which can happen in-process")
+            raise UnsupportedASL(f"state {name!r} retries {retry['ErrorEquals']}, which can happen in local runs")
     if state.get("Catch"):
         raise UnsupportedASL(f"state {name!r} has Catch")
     params = state.get("Parameters", {})

@@ -274,7 +274,7 @@ def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project,
     result = RunResult(pipeline=first.instance, layer=first.layer, target=TARGET, env=first.env)
     buckets = sorted({p.holding_bucket for p in plans.values()})
     with (Fixtures.for_plans(plans) as fixtures,
-          LocalAWS(project.local_aws_dir, first.region, buckets, serve=True) as aws):
+          LocalAWS(project.local_aws_dir, first.region, buckets) as aws):
         sandboxes = _Sandboxes(project, aws, observer, debug)
         try:
             backend = _Backend(plans, fixtures, observer, result, sandboxes)
@@ -306,7 +306,7 @@ def invoke_function(plan: LayerPlan, function: str, event_json: bytes, *, projec
     fn = plan.function(function)
     result = RunResult(pipeline=plan.instance, layer=plan.layer, target=TARGET, env=plan.env)
     with (Fixtures.for_plans([plan]) as fixtures,
-          LocalAWS(project.local_aws_dir, plan.region, [plan.holding_bucket], serve=True) as aws):
+          LocalAWS(project.local_aws_dir, plan.region, [plan.holding_bucket]) as aws):
         sandboxes = _Sandboxes(project, aws, observer, debug=False)
         try:
             _Backend({plan.key: plan}, fixtures, observer, result, sandboxes).invoke_lambda(fn.arn, fn.key, event_json)

@@ -5,7 +5,7 @@ local run's is (``dorc_sim.sandbox``):
         --channel FD --lifeline FD
 
 in the function's unzipped code folder, with Lambda's environment only. Before the handler is
-imported it makes the file system Lambda's (``isolation.enter``: read-only task root, private
+imported it makes the file system Lambda's (``dorc_sim.sandbox.inside.enter``: read-only task root, private
 ``/tmp`` capped at the ephemeral storage, no ``/dev/shm``, no ``~/.aws``), removes the
 semaphores Lambda lacks (``no_semaphores``) and sets Lambda's ``sys.path`` (task root, runtime
 dir, standard library). Then it forks, as the local sandbox's worker does: the child is the
@@ -48,24 +48,6 @@ DEFAULT_MAX_PAYLOAD = 6 * 1024 * 1024 + 100  # LocalStack's default (LOCALSTACK_
 LOG_VARIABLES = ("AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL")
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
-_send_lock = threading.Lock()
-_channel = -1
-
-
-def send(message: dict) -> None:
-    """One JSON line to the executor (no-op without a channel: a worker started by hand)."""
-    if _channel < 0:
-        return
-    data = (json.dumps(message) + "\n").encode()
-    with _send_lock:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(_channel, view):]
-            except InterruptedError:
-                continue
-            except OSError:  # the executor is gone: the lifeline ends this sandbox
-                return
 
 
 class _Settings:
@@ -157,26 +139,18 @@ class _InvokeHandler(BaseHTTPRequestHandler):
 
 class _Sink:
     """Where log lines go: the current call's lines (and, as each is written, the executor, so a
-    killed call keeps them); between calls, the worker log. What reached fds 1 and 2 during a call
-    is in its log before its END line (``sync``)."""
-
-    SYNC_WAIT = 0.5  # seconds; a handler that took fd 1 for itself does not hold the call up longer
+    killed call keeps them); between calls, the worker log."""
 
     def __init__(self, worker_log: int) -> None:
+        from dorc_sim.sandbox.inside import send
+
+        self.send = send
         self.lines: list[str] | None = None
         self.notes: list[str] = []  # said once, after the next START line (never silently)
         self.worker_log = worker_log
         self.lock = threading.Lock()
-        self.synced = threading.Event()
-        self.marker = f"\0dorc-sync-{os.getpid()}"
-        self.draining = False
 
     def __call__(self, line: str) -> None:
-        if line == self.marker:
-            self.synced.set()
-            return
-        if self.draining and line.startswith("END RequestId: ") and threading.current_thread() is threading.main_thread():
-            self.sync()
         notes: list[str] = []
         with self.lock:
             lines = self.lines
@@ -187,44 +161,12 @@ class _Sink:
                     lines.extend(notes)
         if lines is not None:
             for text in (line, *notes):
-                send({"t": "log", "l": text})
+                self.send({"t": "log", "l": text})
         else:
             try:
                 os.write(self.worker_log, (line + "\n").encode("utf-8", "replace"))
             except OSError:
                 pass
-
-    def sync(self) -> None:
-        """Wait until the fd reader has read all that was written to fd 1 so far."""
-        self.synced.clear()
-        try:
-            os.write(1, (self.marker + "\n").encode())
-        except OSError:
-            return
-        self.synced.wait(self.SYNC_WAIT)
-
-
-def _drain_fd(fd: int, emit) -> None:
-    """What C code and children write straight to file descriptors 1 and 2 becomes log lines."""
-    import codecs
-
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    pending = ""
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except InterruptedError:
-            continue
-        except OSError:
-            chunk = b""
-        pending += decoder.decode(chunk, final=not chunk)
-        *whole, pending = pending.split("\n")
-        for line in whole:
-            emit(line)
-        if not chunk:
-            break
-    if pending:
-        emit(pending)
 
 
 def error_body(result) -> dict:
@@ -264,48 +206,21 @@ def run_invocation(rt, sink: _Sink, inv: dict, settings: _Settings, client: _Cli
     return not (result.error is not None and result.error.type == "Runtime.ExitError")
 
 
-def _enter_sandbox(settings: _Settings, task_root: str) -> list[str]:
-    """Lambda's file system, sys.path and semaphores; what could not be enforced."""
-    from dorc_sim.sandbox import isolation
-    from dorc_sim.sandbox.worker import no_semaphores
-
-    runtime_dir = settings.runtime_dir
-    missing: list[str] = []
-    if settings.namespaces:
-        keep = [task_root, sys.prefix, sys.base_prefix, os.path.dirname(sys.executable), *(p for p in sys.path if p)]
-        if runtime_dir:
-            keep.append(runtime_dir)
-            for name in os.listdir(runtime_dir):  # the SDK and the simulator are links to dorc's files
-                keep.append(os.path.realpath(os.path.join(runtime_dir, name)))
-        missing = isolation.enter(isolation.Mounts(task_root=task_root, tmp_mb=settings.tmp_mb, keep=keep,
-                                                   hide=settings.hide))
-    os.chdir(task_root)
-    # Lambda's sys.path: the task root first, then the runtime's SDK, then the standard library
-    rest = [p for p in sys.path if p and p not in (runtime_dir, task_root)]
-    sys.path[:] = [task_root, *([runtime_dir] if runtime_dir else []), *rest]
-    no_semaphores()
-    return missing
-
-
 def _serve(settings: _Settings, notes: list[str]) -> None:
     """The runtime process: LocalStack's protocol, one call at a time on the main thread."""
     from dorc_sim.runtime import FunctionRuntime
+    from dorc_sim.sandbox.inside import FdLog, send
 
     worker_log = os.dup(1)  # the worker's own diagnostics; fds 1 and 2 become the function's log
     os.set_inheritable(worker_log, False)
     sink = _Sink(worker_log)
-    read_fd, write_fd = os.pipe()
-    os.dup2(write_fd, 1)
-    os.dup2(write_fd, 2)
-    os.close(write_fd)
-    threading.Thread(target=_drain_fd, args=(read_fd, sink), daemon=True, name="fd-log").start()
-    sink.draining = True
+    fd_log = FdLog(sink)
 
     client = _Client(settings)
     spec = function_spec(os.environ, settings.runtime, settings.user_env_keys)
     # the same stream name in the context and the environment as LocalStack gives CloudWatch
-    rt = FunctionRuntime(spec, sink, isolate=False, log_stream=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
-                         timeout_outside=True, on_init=lambda ms: send({"t": "init", "ms": ms}))
+    rt = FunctionRuntime(spec, sink, log_stream=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+                         on_init=lambda ms: send({"t": "init", "ms": ms}), flush=fd_log.sync)
 
     invocations: "queue.Queue[dict]" = queue.Queue()
     handler_cls = type("InvokeHandler", (_InvokeHandler,), {"invocations": invocations})
@@ -381,41 +296,23 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
-def _init(child: int) -> None:
-    """The sandbox's first process: reap every orphan; when the runtime ends, say how and end too
-    (in a PID namespace, everything still running ends with this process)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while True:
-        try:
-            pid, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            os._exit(0)
-        except InterruptedError:
-            continue
-        if pid == child:
-            if os.WIFSIGNALED(status):
-                send({"t": "exit", "signal": os.WTERMSIG(status)})
-                os._exit(128 + os.WTERMSIG(status))
-            send({"t": "exit", "status": os.WEXITSTATUS(status)})
-            os._exit(os.WEXITSTATUS(status))
-
-
 def main(argv: list[str] | None = None) -> None:
-    global _channel
     argv = list(sys.argv[1:] if argv is None else argv)
 
     def fd_arg(name: str) -> int:
         return int(argv[argv.index(name) + 1]) if name in argv else -1
 
-    _channel, lifeline = fd_arg("--channel"), fd_arg("--lifeline")
-    for fd in (_channel, lifeline):  # the handler's subprocesses get neither
-        if fd >= 0:
-            os.set_inheritable(fd, False)
+    channel, lifeline = fd_arg("--channel"), fd_arg("--lifeline")
     settings = _Settings()
     if settings.runtime_dir:
         sys.path.insert(0, settings.runtime_dir)  # dorc_sim, as Lambda's /var/runtime holds its runtime
+    from dorc_sim.sandbox import inside
+
+    inside.private_fds(channel, lifeline)
+    inside.open_channel(channel)
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
-    missing = _enter_sandbox(settings, task_root)
+    missing = inside.enter(task_root, settings.runtime_dir, namespaces=settings.namespaces, tmp_mb=settings.tmp_mb,
+                           hide=settings.hide)
     notes = list(settings.notes)
     if missing:
         notes.append(f"sandbox: partial ({', '.join(missing)})")
@@ -423,21 +320,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"dorc: {note}", flush=True)
     if settings.namespaces and not missing:
         print("dorc: sandbox: full", flush=True)
-    init = os.getpid()
-    child = os.fork()
-    if child == 0:
-        _die_with_parent(init)
-        diagnostics = os.dup(2)  # the worker log (fd 2 becomes the function's log)
-        os.set_inheritable(diagnostics, False)
-        try:
-            _serve(settings, notes)
-        except BaseException:  # noqa: BLE001 - the worker itself failed: the worker log shows why
-            os.write(diagnostics, traceback.format_exc().encode("utf-8", "replace"))
-            os._exit(70)
-        os._exit(0)
+    first = os.getpid()
+    child = inside.fork_runtime(lambda: _serve(settings, notes), before=lambda: _die_with_parent(first))
     if lifeline >= 0:
         threading.Thread(target=_watch_lifeline, args=(lifeline, child), daemon=True, name="lifeline").start()
-    _init(child)
+    inside.init(child)
 
 
 if __name__ == "__main__":

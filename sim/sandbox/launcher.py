@@ -23,29 +23,20 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..runtime import (FunctionSpec, InvocationError, InvocationResult, exit_error, iso_now, lambda_environment,
-                       timeout_text)
+                       report_line, timeout_text)
 from .isolation import Isolation, command_prefix
+from .outside import INIT_LIMIT, exit_words, kill, messages
 
 WORKER = Path(__file__).with_name("worker.py")
-INIT_LIMIT = 10.0  # seconds of Init before the rest of it counts against the timeout
 READY_LIMIT = 30.0  # seconds for the worker to start (an interpreter's first start can be slow)
 MEMORY_POLL = 0.05  # seconds between two looks at the sandbox's memory
 # log lines written before a timeout and not shown yet: shown at most this many, for this long
 BACKLOG_SHOWN, BACKLOG_SECONDS = 1000, 1.0
-
-# Lambda (its runtime API is Go) names a signal that ended the runtime this way
-SIGNAL_WORDS = {
-    signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault", signal.SIGABRT: "aborted",
-    signal.SIGTERM: "terminated", signal.SIGINT: "interrupt", signal.SIGBUS: "bus error",
-    signal.SIGFPE: "floating point exception", signal.SIGILL: "illegal instruction",
-    signal.SIGHUP: "hangup", signal.SIGPIPE: "broken pipe", signal.SIGQUIT: "quit",
-}
-
 
 class SandboxError(RuntimeError):
     """The sandbox could not start (not the handler's failure): dorc reports it as such."""
@@ -108,7 +99,7 @@ class Sandbox:
         settings_r, settings_w = os.pipe()
         channel_r, channel_w = os.pipe()
         self._diagnostics = tempfile.TemporaryFile()
-        fn = asdict(spec.function)
+        fn = spec.function.as_dict()
         settings = {
             "spec": fn, "log_stream": self._log_stream, "runtime_dir": spec.runtime_dir,
             "namespaces": self.isolation.namespaces, "tmp_mb": spec.ephemeral_mb, "hide": spec.hide,
@@ -161,26 +152,21 @@ class Sandbox:
             raise SandboxError(f"the sandbox for {spec.function.name} did not start ({spec.python})"
                                + (f":\n{said}" if said else ""))
 
-    def _read(self, fd: int, messages: queue.Queue) -> None:
+    def _read(self, fd: int, queue_: queue.Queue) -> None:
         """Reads the worker's messages as they come, whatever dorc is doing meanwhile (showing a
         slow terminal's lines): the arrival times of Init's end and of the call's end are what
         the timeout is judged on."""
         arrivals = self._arrivals
-        with os.fdopen(fd, "rb") as fh:
-            for line in fh:
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    continue
-                msg["at"] = time.monotonic()
-                kind = msg.get("t")
-                if kind == "init":
-                    arrivals.init_at = msg["at"]
-                elif kind in ("done", "exit"):
-                    arrivals.end_at = msg["at"]
-                messages.put(msg)
+        for msg in messages(fd):
+            msg["at"] = time.monotonic()
+            kind = msg.get("t")
+            if kind == "init":
+                arrivals.init_at = msg["at"]
+            elif kind in ("done", "exit"):
+                arrivals.end_at = msg["at"]
+            queue_.put(msg)
         arrivals.end_at = arrivals.end_at or time.monotonic()
-        messages.put({"t": "eof", "at": time.monotonic()})
+        queue_.put({"t": "eof", "at": time.monotonic()})
 
     def _write(self, message: dict) -> None:
         assert self._commands is not None
@@ -209,7 +195,7 @@ class Sandbox:
                 pass
             self._commands = None
         if proc is not None:
-            _kill(proc)
+            kill(proc)
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
@@ -294,7 +280,7 @@ class Sandbox:
     # -- how a call ends ----------------------------------------------------------------------
     def _kill_now(self) -> None:
         if self._proc is not None:
-            _kill(self._proc)
+            kill(self._proc)
 
     def _show_backlog(self, log, until: float) -> None:
         """What the handler wrote before its deadline and dorc had not shown yet: kept whole for
@@ -336,12 +322,7 @@ class Sandbox:
         for line in error.log_lines or []:
             log(line)
         log(f"END RequestId: {request_id}")
-        report = (f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\tBilled Duration: "
-                  f"{max(1, int(duration + 0.999))} ms\tMemory Size: {self.spec.function.memory} MB\t"
-                  f"Max Memory Used: {memory_mb} MB")
-        if init_ms is not None:
-            report += f"\tInit Duration: {init_ms:.2f} ms"
-        log(report)
+        log(report_line(request_id, duration, self.spec.function.memory, memory_mb, init_ms))
         error.log_lines = None
         return InvocationResult(request_id, None, error, duration, init_ms, memory_mb, "\n".join(lines) + "\n")
 
@@ -359,16 +340,8 @@ class Sandbox:
         return self._ended(request_id, lines, log, error, init_ms, started, memory)
 
     def _crashed(self, msg, request_id, lines, log, init_ms, started, peak_mb) -> InvocationResult:
-        if msg.get("signal"):
-            sig = msg["signal"]
-            try:
-                words = SIGNAL_WORDS.get(signal.Signals(sig), signal.Signals(sig).name)
-            except ValueError:
-                words = f"signal {sig}"
-            status = f"signal: {words}"
-            error = InvocationError("Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {status}")
-        elif msg.get("status") is not None:
-            error = exit_error(msg["status"], request_id)
+        if msg.get("signal") or msg.get("status") is not None:
+            error = exit_error(exit_words(msg.get("status"), msg.get("signal")), request_id)
         else:
             said = self._said()
             error = InvocationError("Runtime.ExitError",
@@ -380,23 +353,6 @@ class Sandbox:
                 error.log_lines = said.splitlines()
         error.log_lines = [*(error.log_lines or []), error.message, "Runtime.ExitError"]
         return self._ended(request_id, lines, log, error, init_ms, started, peak_mb)
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    """SIGKILL the sandbox's session (its first process, and with it a PID namespace's every
-    process), then reap it."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.kill()
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 class _Arrivals:

@@ -23,7 +23,11 @@ from dorc.errors import DorcError
 from dorc.localstack import service as ls
 from dorc.localstack.endpoint import endpoint_url, is_ready
 from dorc.localstack.install import is_installed
-from dorc_sim.runtime import FunctionRuntime, FunctionSpec
+from dorc_sim.runtime import FunctionSpec
+from dorc_sim.sandbox.interpreters import find_interpreter
+from dorc_sim.sandbox.isolation import probe
+from dorc_sim.sandbox.launcher import Sandbox, SandboxSpec
+from dorc_sim.sandbox.sdk import runtime_dir
 
 pytestmark = pytest.mark.localstack
 
@@ -294,13 +298,15 @@ def deployer(dorc_localstack):
     return _Deployer(dorc_localstack)
 
 
-def _in_process_error(tmp_path, name: str, event: dict) -> dict:
-    """What dorc's in-process runtime reports for the same handler: the reference to match."""
+def _local_error(tmp_path, name: str, event: dict) -> dict:
+    """What a local run's sandbox reports for the same handler: the reference to match."""
     folder = tmp_path / name
     folder.mkdir()
     (folder / "lambda.py").write_text(ERROR_HANDLERS[name])
-    rt = FunctionRuntime(FunctionSpec(name=name, source_dir=str(folder), timeout=float(TIMEOUTS.get(name, 10))))
-    result = rt.invoke(json.dumps(event), request_id="in-process")
+    spec = SandboxSpec(function=FunctionSpec(name=name, source_dir=str(folder), timeout=float(TIMEOUTS.get(name, 10))),
+                       python=find_interpreter("python3.12").executable, runtime_dir=str(runtime_dir()))
+    with Sandbox(spec, probe()) as box:
+        result = box.invoke(json.dumps(event), request_id="req-local")
     assert result.error is not None
     return result.error.to_lambda()
 
@@ -338,14 +344,14 @@ def test_function_reaches_s3_through_aws_endpoint_url(dorc_localstack, deployer)
     assert "Init Duration:" in logs  # the first call of a new execution environment
 
 
-def test_handler_exception_is_reported_like_in_process(deployer, tmp_path):
+def test_handler_exception_is_reported_like_a_local_run(deployer, tmp_path):
     deployer.deploy("raises", ERROR_HANDLERS["raises"])
     resp, err, logs = deployer.invoke("raises", {"n": 7})
     assert resp["FunctionError"] == "Unhandled"
     assert err["errorType"] == "ValueError" and err["errorMessage"] == "bad input: 7"
     assert err["requestId"]
     assert any("lambda.py" in frame for frame in err["stackTrace"])
-    expected = _in_process_error(tmp_path, "raises", {"n": 7})
+    expected = _local_error(tmp_path, "raises", {"n": 7})
     assert (err["errorType"], err["errorMessage"]) == (expected["errorType"], expected["errorMessage"])
     assert "about to fail" in logs
 
@@ -358,8 +364,8 @@ def test_timeout_is_sandbox_timedout(deployer, tmp_path):
     assert resp["FunctionError"] == "Unhandled"
     assert err["errorType"] == "Sandbox.Timedout"
     assert err["errorMessage"] == f"RequestId: {err['requestId']} Error: Task timed out after 1.00 seconds"
-    expected = _in_process_error(tmp_path, "sleeps", {"sleep": 20})
-    expected["errorMessage"] = expected["errorMessage"].replace("in-process", err["requestId"])
+    expected = _local_error(tmp_path, "sleeps", {"sleep": 20})
+    expected["errorMessage"] = expected["errorMessage"].replace("req-local", err["requestId"])
     assert err == {**expected, "requestId": err["requestId"]}
     assert took < 10, took  # stopped at the timeout, not after the handler's 20 s (margin for a busy CI)
     assert "Task timed out after 1.00 seconds" in logs
@@ -374,8 +380,8 @@ def test_sys_exit_is_runtime_exit_error(deployer, tmp_path):
     assert resp["FunctionError"] == "Unhandled"
     assert err["errorType"] == "Runtime.ExitError"
     assert err["errorMessage"] == f"RequestId: {err['requestId']} Error: Runtime exited with error: exit status 3"
-    expected = _in_process_error(tmp_path, "exits", {})
-    assert expected["errorMessage"].replace("in-process", err["requestId"]) == err["errorMessage"]
+    expected = _local_error(tmp_path, "exits", {})
+    assert expected["errorMessage"].replace("req-local", err["requestId"]) == err["errorMessage"]
     assert "exiting" in logs
 
 
@@ -414,7 +420,7 @@ def test_unserialisable_result_is_marshal_error(deployer, tmp_path):
     deployer.deploy("unmarshallable", ERROR_HANDLERS["unmarshallable"])
     resp, err, _ = deployer.invoke("unmarshallable", {})
     assert err["errorType"] == "Runtime.MarshalError"
-    assert err["errorMessage"] == _in_process_error(tmp_path, "unmarshallable", {})["errorMessage"]
+    assert err["errorMessage"] == _local_error(tmp_path, "unmarshallable", {})["errorMessage"]
 
 
 def test_import_error_in_step_functions_history(dorc_localstack, deployer):

@@ -18,6 +18,8 @@ RULE = "aws:cloudwatch/eventRule:EventRule"
 TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 STACK_REF = "pulumi:pulumi:StackReference"
 COMPONENT = "dorc:index:CreatePipeline"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 
 LAYERS = [(layer, env) for layer in ("raw", "processed") for env in ENVS]
 
@@ -61,7 +63,8 @@ def test_registers_exactly_the_planned_resources(stack_run, expected, layer, env
             (COMPONENT, f"census-{layer}", None),
             (STATE_MACHINE, "state-machine", parent)]
     for fn in plan.functions:
-        want += [(LAMBDA, fn.key, parent), (LOG_GROUP, f"{fn.key}-logs", parent), (PACKAGE, f"{fn.key}-package", parent)]
+        want += [(LAMBDA, fn.key, parent), (LOG_GROUP, f"{fn.key}-logs", parent), (PACKAGE, f"{fn.key}-package", parent),
+                 (ROLE, f"{fn.key}-role", parent), (ROLE_POLICY, f"{fn.key}-policy", parent)]  # census declares no managed policy
     for t in plan.triggers:
         want += [(RULE, f"{t.key}-rule", parent), (TARGET, f"{t.key}-target", parent)]
     assert got == sorted(want)
@@ -81,7 +84,7 @@ def test_functions_equal_the_plan(stack_run, expected, layer, env):
         assert got["memorySize"] == fn.memory  # arrives as a float (512.0); == holds
         assert got["timeout"] == fn.timeout
         assert got["environment"] == {"variables": fn.environment}
-        assert got["role"] == infra.roles["lambda"].arn  # through the infra-<env> stack reference
+        assert got["role"] == fn.role_arn  # the function's own role, registered by the layer's stack
         assert got["s3Bucket"] == universal.artifact_bucket  # through the universal stack reference
         assert got["s3Key"] == f"packages/{fn.package_sha256}.zip"
         assert base64.b64decode(got["sourceCodeHash"]).hex() == fn.package_sha256

@@ -94,8 +94,18 @@ def _require_deployed(c: Clients, plans: dict[str, LayerPlan], endpoint: str) ->
                 hint="run without --no-deploy: dorc deploys it again, then runs")
 
 
+def _delete_role(c: Clients, name: str) -> None:
+    """IAM deletes a role only once nothing is attached to it or inlined in it."""
+    for p in c.iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+        c.iam.detach_role_policy(RoleName=name, PolicyArn=p["PolicyArn"])
+    for policy in c.iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        c.iam.delete_role_policy(RoleName=name, PolicyName=policy)
+    c.iam.delete_role(RoleName=name)
+
+
 def destroy(plan: LayerPlan, *, project, endpoint: str | None, progress: Progress) -> None:
-    """Removes the layer's functions, state machine and rules (shared buckets and roles stay)."""
+    """Removes the layer's functions and their roles, state machine and rules (shared buckets and
+    the shared states/events roles stay)."""
     ep = require_ready(endpoint)
     c = Clients(ep, plan.region)
 
@@ -118,4 +128,5 @@ def destroy(plan: LayerPlan, *, project, endpoint: str | None, progress: Progres
     for fn in plan.functions:
         delete(f"function {fn.name}", "ResourceNotFoundException",
                lambda: c.awslambda.delete_function(FunctionName=fn.name))
+        delete(f"role {fn.role_name}", "NoSuchEntity", lambda: _delete_role(c, fn.role_name))
     deployment_file(project.state_dir, stack_name(plan)).unlink(missing_ok=True)

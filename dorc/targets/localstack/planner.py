@@ -15,7 +15,7 @@ from typing import Any
 
 from ...errors import DorcError, LocalStackRunError
 from ...package import code_sha256, hex_digest
-from ...plan import FunctionPlan, InfraPlan, LayerPlan, UniversalPlan, artifact_key
+from ...plan import FunctionPlan, InfraPlan, LayerPlan, UniversalPlan, artifact_key, function_policy, trust_policy
 from .remote import POLICY_NAME, RemoteState
 
 
@@ -62,6 +62,7 @@ def plan_deployment(plans: dict[str, LayerPlan], universal: UniversalPlan, infra
             plan = plan.with_packages(promoted[key])
         calls += _packages(plan, universal.artifact_bucket, uploaded)
         calls += _log_groups(plan, remote)
+        calls += _function_roles(plan, remote)
         calls += _functions(plan, infra, universal.artifact_bucket, remote, environments[key])
         calls += _state_machine(plan, infra, remote)
         calls += _rules(plan, infra, remote)
@@ -189,6 +190,44 @@ def _log_groups(plan: LayerPlan, remote: RemoteState) -> list[APICall]:
     return calls
 
 
+LAMBDA_TRUST = trust_policy("lambda.amazonaws.com")
+
+
+def _function_roles(plan: LayerPlan, remote: RemoteState) -> list[APICall]:
+    """Each function's own role: exactly ``function_policy(fn)`` inline and ``fn.managed_policies``
+    attached (a policy attached earlier and no longer planned is detached)."""
+    calls: list[APICall] = []
+    for fn in plan.functions:
+        name, have = fn.role_name, remote.roles.get(fn.role_name)
+        policy = function_policy(fn)
+        if have is None:
+            calls.append(APICall("iam", "CreateRole",
+                                 {"RoleName": name, "AssumeRolePolicyDocument": json.dumps(LAMBDA_TRUST),
+                                  "Description": f"dorc: what {plan.key} {fn.key} may do ({plan.env})",
+                                  "Tags": [{"Key": k, "Value": v} for k, v in plan.tags.items()]},
+                                 f"{name} (role of {fn.name})", f"created role {name}"))
+        elif have.get("trust_policy") != LAMBDA_TRUST:
+            calls.append(APICall("iam", "UpdateAssumeRolePolicy",
+                                 {"RoleName": name, "PolicyDocument": json.dumps(LAMBDA_TRUST)},
+                                 f"{name} (assumed by lambda.amazonaws.com)", f"updated the trust policy of {name}"))
+        if have is None or have.get("policy") != policy:
+            calls.append(APICall("iam", "PutRolePolicy",
+                                 {"RoleName": name, "PolicyName": POLICY_NAME, "PolicyDocument": json.dumps(policy)},
+                                 f"{name} policy {POLICY_NAME} ({len(policy['Statement'])} statement(s))",
+                                 f"put policy {POLICY_NAME} on role {name}"))
+        attached = (have or {}).get("managed_policies") or []
+        for arn in fn.managed_policies:
+            if arn not in attached:
+                calls.append(APICall("iam", "AttachRolePolicy", {"RoleName": name, "PolicyArn": arn},
+                                     f"{name} ← {arn}", f"attached {arn} to {name}"))
+        for arn in attached:
+            if arn not in fn.managed_policies:
+                calls.append(APICall("iam", "DetachRolePolicy", {"RoleName": name, "PolicyArn": arn},
+                                     f"{name} ✕ {arn} (no longer declared)", f"detached {arn} from {name}",
+                                     ("NoSuchEntity",)))
+    return calls
+
+
 def function_config(fn: FunctionPlan, role_arn: str, environment: dict[str, str]) -> dict[str, Any]:
     """The configuration a function is created or updated with (code aside)."""
     return {"Role": role_arn, "Handler": fn.handler, "Runtime": fn.runtime, "Timeout": fn.timeout,
@@ -209,7 +248,7 @@ def _functions(plan: LayerPlan, infra: InfraPlan, bucket: str, remote: RemoteSta
                environments: dict[str, str]) -> list[APICall]:
     calls = []
     for fn in plan.functions:
-        config = function_config(fn, infra.roles["lambda"].arn, environments[fn.key])
+        config = function_config(fn, fn.role_arn, environments[fn.key])
         code = f"s3://{bucket}/{artifact_key(fn)}"
         current = remote.functions.get(fn.name)
         if current is None:

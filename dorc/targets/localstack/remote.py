@@ -28,7 +28,8 @@ class RemoteState:
     """A snapshot of the endpoint. Absent from a mapping means absent from the endpoint."""
 
     buckets: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"eventbridge": bool}
-    roles: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"trust_policy", "policy" | None}
+    # name -> {"trust_policy", "policy" | None}; a function's role also "managed_policies" (attached ARNs)
+    roles: dict[str, dict[str, Any]] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)  # keys present in the artifact bucket
     functions: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> FUNCTION_KEYS subset, "Tags"
     log_groups: dict[str, int | None] = field(default_factory=dict)  # name -> retention days (None: never expire)
@@ -78,6 +79,23 @@ def _policy(doc: Any) -> Any:
     return doc
 
 
+def _role(iam, name: str) -> dict[str, Any] | None:
+    """A role's trust policy and dorc's inline policy (None: no such policy); None: no such role."""
+    try:
+        got = iam.get_role(RoleName=name)["Role"]
+    except Exception as exc:
+        if not _absent(exc, "NoSuchEntity"):
+            raise
+        return None
+    try:
+        policy = _policy(iam.get_role_policy(RoleName=name, PolicyName=POLICY_NAME)["PolicyDocument"])
+    except Exception as exc:
+        if not _absent(exc, "NoSuchEntity"):
+            raise
+        policy = None
+    return {"trust_policy": _policy(got.get("AssumeRolePolicyDocument")), "policy": policy}
+
+
 def read_remote_state(clients: Clients, plans: dict[str, LayerPlan], universal: UniversalPlan,
                       infra: InfraPlan) -> RemoteState:
     """Everything ``plan_deployment`` compares, read from the endpoint. ``plans`` must carry
@@ -98,19 +116,17 @@ def read_remote_state(clients: Clients, plans: dict[str, LayerPlan], universal: 
         state.buckets[bucket] = {"eventbridge": "EventBridgeConfiguration" in notif}
 
     for role in infra.roles.values():
-        try:
-            got = iam.get_role(RoleName=role.name)["Role"]
-        except Exception as exc:
-            if not _absent(exc, "NoSuchEntity"):
-                raise
-            continue
-        try:
-            policy = _policy(iam.get_role_policy(RoleName=role.name, PolicyName=POLICY_NAME)["PolicyDocument"])
-        except Exception as exc:
-            if not _absent(exc, "NoSuchEntity"):
-                raise
-            policy = None
-        state.roles[role.name] = {"trust_policy": _policy(got.get("AssumeRolePolicyDocument")), "policy": policy}
+        got = _role(iam, role.name)
+        if got is not None:
+            state.roles[role.name] = got
+    for plan in plans.values():
+        for fn in plan.functions:
+            got = _role(iam, fn.role_name)
+            if got is not None:
+                # one page: a role holds at most 20 managed policies, a page up to 100
+                attached = iam.list_attached_role_policies(RoleName=fn.role_name)["AttachedPolicies"]
+                got["managed_policies"] = [p["PolicyArn"] for p in attached]
+                state.roles[fn.role_name] = got
 
     if universal.artifact_bucket in state.buckets:
         keys = dict.fromkeys(artifact_key(fn) for p in plans.values() for fn in p.functions)

@@ -24,6 +24,7 @@ _TYPE_ORDER = [
     "pulumi:pulumi:StackReference",
     "aws:iam/role:Role",
     "aws:iam/rolePolicy:RolePolicy",
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
     "aws:s3/bucket:Bucket",
     "aws:s3/bucketVersioning:BucketVersioning",
     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",

@@ -42,10 +42,12 @@ from ...plan import (
     build_infra_plan,
     build_plan,
     build_universal_plan,
+    function_policy,
     plan_problems,
     pulumi_project_name,
     stack_name,
     stack_reference_name,
+    trust_policy,
 )
 
 DEFAULT_ORG = "organization"  # Pulumi's name for "the current user's org" in stack references
@@ -239,10 +241,21 @@ def _logging_config(fn) -> aws.lambda_.FunctionLoggingConfigArgs:
                                                  system_log_level="INFO")
 
 
+def _attachment_name(fn_key: str, arn: str) -> str:
+    """A stable resource name per attached policy: its name and a digest of the whole ARN."""
+    import hashlib
+
+    return f"{fn_key}-managed-{arn.rsplit('/', 1)[-1]}-{hashlib.sha256(arn.encode()).hexdigest()[:6]}"
+
+
 class CreateLayer(_Exporting):
     """One layer in one environment, from its ``LayerPlan``.
 
-    ``roles`` (kind -> role ARN) and ``artifact_bucket`` are inputs rather than stack references
+    Each function gets its own role (``fn.role_name``) holding exactly the plan's
+    ``function_policy(fn)`` inline and ``fn.managed_policies`` attached: the layer's stack owns
+    them, so they come and go with the function. The ``states`` and ``events`` roles stay shared.
+
+    ``roles`` (``states``/``events`` -> role ARN) and ``artifact_bucket`` are inputs rather than stack references
     so the component can be built in a unit test; ``apply_pipeline`` wires the references.
     ``secret_environment`` maps an environment value that came from a ``secure:`` setting to
     the Pulumi secret that replaces it, so the deployed value is the decrypted one and Pulumi
@@ -262,13 +275,26 @@ class CreateLayer(_Exporting):
         self.log_groups: dict[str, aws.cloudwatch.LogGroup] = {}
         self.packages: dict[str, aws.s3.BucketObjectv2] = {}
         self.functions: dict[str, aws.lambda_.Function] = {}
+        self.roles: dict[str, aws.iam.Role] = {}
+        self.role_policies: dict[str, aws.iam.RolePolicy] = {}
+        self.attachments: dict[str, list[aws.iam.RolePolicyAttachment]] = {}
         for fn in plan.functions:
             key = artifact_key(fn)
             # Created before the function, so Lambda does not create it without a retention.
             log_group = aws.cloudwatch.LogGroup(
                 f"{fn.key}-logs", name=fn.log_group, retention_in_days=plan.log_retention_days, tags=tags,
                 opts=_child(self))
-            depends: list[pulumi.Resource] = [log_group]
+            role = aws.iam.Role(
+                f"{fn.key}-role", name=fn.role_name, assume_role_policy=json.dumps(trust_policy("lambda.amazonaws.com")),
+                description=f"dorc: what {plan.key} {fn.key} may do ({plan.env})", tags=tags, opts=_child(self))
+            policy = aws.iam.RolePolicy(
+                f"{fn.key}-policy", role=role.name, name="dorc", policy=json.dumps(function_policy(fn)),
+                opts=_child(self))
+            attached = [aws.iam.RolePolicyAttachment(_attachment_name(fn.key, arn), role=role.name, policy_arn=arn,
+                                                     opts=_child(self)) for arn in fn.managed_policies]
+            self.roles[fn.key], self.role_policies[fn.key], self.attachments[fn.key] = role, policy, attached
+            # the function's first run must find its permissions in place
+            depends: list[pulumi.Resource] = [log_group, policy, *attached]
             if upload_packages:
                 if not fn.package_path:
                     raise PulumiTargetError(f"{plan.key}: function {fn.key} has no package to upload")
@@ -282,7 +308,7 @@ class CreateLayer(_Exporting):
                 depends.append(package)
             variables = {name: secrets.get(value, value) for name, value in fn.environment.items()}
             self.functions[fn.key] = aws.lambda_.Function(
-                fn.key, name=fn.name, description=fn.description or None, role=roles["lambda"],
+                fn.key, name=fn.name, description=fn.description or None, role=role.arn,
                 runtime=fn.runtime, handler=fn.handler, architectures=[ARCHITECTURE],
                 memory_size=fn.memory, timeout=fn.timeout,
                 environment=aws.lambda_.FunctionEnvironmentArgs(variables=variables),
@@ -412,7 +438,7 @@ def apply_pipeline(config, definition) -> CreateLayer:
         org, pulumi_project_name(settings.project, "universal"), stack_name("universal", None, None)))
     layer = CreateLayer(
         f"{plan.instance}-{plan.layer}", plan,
-        roles={kind: infra.require_output(f"{kind}_role_arn") for kind in ("lambda", "states", "events")},
+        roles={kind: infra.require_output(f"{kind}_role_arn") for kind in ("states", "events")},
         artifact_bucket=universal.require_output("artifact_bucket"),
         upload_packages=promoted is None,
         secret_environment=_secret_environment(config),

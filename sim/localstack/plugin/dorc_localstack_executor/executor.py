@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -78,7 +77,6 @@ LOG = logging.getLogger(__name__)
 NAMESPACE = "/_localstack_lambda"
 WORKER_SCRIPT = ("dorc_sim", "localstack", "worker.py")  # under the runtime dir
 READY_TIMEOUT = 15.0  # seconds; LocalStack's own limit is LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT (20 s)
-INIT_LIMIT = 10.0  # seconds of Init before the rest of it counts against the timeout (as Lambda)
 KILL_WAIT = 5.0
 EXIT_WAIT = 1.0  # a failed hand-over: how long to wait for the worker's exit before calling it a fault
 
@@ -184,32 +182,15 @@ def _setup_problems() -> list[str]:
     return problems
 
 
-# Lambda (its runtime API is Go) names a signal that ended the runtime this way (as dorc_sim.sandbox.launcher)
-SIGNAL_WORDS = {
-    "kill": "killed", "segv": "segmentation fault", "abrt": "aborted", "term": "terminated", "int": "interrupt",
-    "bus": "bus error", "fpe": "floating point exception", "ill": "illegal instruction", "hup": "hangup",
-    "pipe": "broken pipe", "quit": "quit",
-}
-
-
-def _exit_status(code: int) -> str:
-    """As Lambda words it: "exit status 3" or "signal: killed" (a signal as a negative code)."""
-    if code >= 0:
-        return f"exit status {code}"
-    try:
-        name = signal.Signals(-code).name.lower().removeprefix("sig")
-    except ValueError:
-        return f"signal: signal {-code}"
-    return "signal: " + SIGNAL_WORDS.get(name, name)
-
-
 def _ended_how(exit_msg: dict | None, returncode: int) -> str:
-    """The runtime's end as its sandbox's first process saw it; else the sandbox's exit status."""
-    if exit_msg is not None and exit_msg.get("signal"):
-        return _exit_status(-int(exit_msg["signal"]))
-    if exit_msg is not None and exit_msg.get("status") is not None:
-        return _exit_status(int(exit_msg["status"]))
-    return _exit_status(returncode)
+    """The runtime's end as its sandbox's first process saw it; else the sandbox's exit status
+    (a signal as a negative code). Worded as Lambda words it: "exit status 3", "signal: killed"."""
+    _dorc_sim()
+    from dorc_sim.sandbox.outside import exit_words
+
+    if exit_msg is not None and (exit_msg.get("signal") or exit_msg.get("status") is not None):
+        return exit_words(exit_msg.get("status"), exit_msg.get("signal"))
+    return exit_words(returncode, -returncode if returncode < 0 else None)
 
 
 def _lambda_error(error_type: str, message: str) -> dict:
@@ -248,20 +229,17 @@ class _Channel:
         threading.Thread(target=self._read, args=(fd,), daemon=True, name="dorc-worker-channel").start()
 
     def _read(self, fd: int) -> None:
-        with os.fdopen(fd, "rb") as fh:
-            for raw in fh:
-                try:
-                    msg = json.loads(raw)
-                except ValueError:
-                    continue
-                kind = msg.get("t")
-                with self.lock:
-                    if kind == "log":
-                        self.lines.append(str(msg.get("l", "")))
-                    elif kind == "init":
-                        self.init_at, self.init_ms = time.monotonic(), float(msg.get("ms") or 0.0)
-                    elif kind == "exit":
-                        self.exit = msg
+        from dorc_sim.sandbox.outside import messages
+
+        for msg in messages(fd):
+            kind = msg.get("t")
+            with self.lock:
+                if kind == "log":
+                    self.lines.append(str(msg.get("l", "")))
+                elif kind == "init":
+                    self.init_at, self.init_ms = time.monotonic(), float(msg.get("ms") or 0.0)
+                elif kind == "exit":
+                    self.exit = msg
         self.closed.set()
 
     def new_call(self) -> None:
@@ -416,6 +394,8 @@ class DorcRuntimeExecutor(RuntimeExecutor):
         # the worker has the call (it acknowledged it, or died with it). THE timeout: from now when
         # warm, else from the end of Init (reported on the channel), Init being allowed INIT_LIMIT
         sent = time.monotonic()
+        from dorc_sim.sandbox.outside import INIT_LIMIT
+
         while True:
             try:
                 result = fut.result(timeout=0.05)
@@ -588,17 +568,9 @@ class DorcRuntimeExecutor(RuntimeExecutor):
         proc = self.process
         if proc is None or proc.poll() is not None:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=KILL_WAIT)
-        except subprocess.TimeoutExpired:
+        from dorc_sim.sandbox.outside import kill
+
+        if not kill(proc, KILL_WAIT):
             LOG.warning("dorc executor: worker %s did not die", proc.pid)
 
     def _synthetic_error(self, req_id: str, error: dict, lambda_lines: list[str], ms: float,
@@ -610,10 +582,9 @@ class DorcRuntimeExecutor(RuntimeExecutor):
         lines = [line for line in said]
         if not any(line.startswith("START RequestId:") for line in lines):
             lines.insert(0, f"START RequestId: {req_id} Version: $LATEST")
-        report = (f"REPORT RequestId: {req_id}\tDuration: {ms:.2f} ms\tBilled Duration: {max(1, int(ms + 0.999))} ms\t"
-                  f"Memory Size: {self.function_version.config.memory_size} MB\tMax Memory Used: 0 MB")
-        if init_ms is not None:
-            report += f"\tInit Duration: {init_ms:.2f} ms"
+        from dorc_sim.runtime import report_line
+
+        report = report_line(req_id, ms, self.function_version.config.memory_size, 0, init_ms)
         logs = "\n".join([*lines, *lambda_lines, f"END RequestId: {req_id}", report]) + "\n"
         return InvocationResult(req_id, to_bytes(json.dumps(error)), is_error=True, logs=logs)
 

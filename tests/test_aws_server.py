@@ -1,0 +1,161 @@
+"""The local AWS server shared by a config repo's runs: started on demand, reused, restarted
+when gone, stopped by ``dorc sim stop`` or when idle, and serving every service data pipelines use."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from helpers import make_project
+from dorc_sim.aws import LocalAWS, server_status, start_server, stop_server
+from dorc_sim.awsserver.control import pid_alive, read_info
+
+MAIN = "from dorc import CreatePipeline, PipelineDefinition, Function, load_config\n" \
+       "config = load_config(__file__)\n" \
+       "CreatePipeline(config, PipelineDefinition(file_path=__file__, description='services', " \
+       "functions=[Function(name='f1')])).apply()\n"
+OK = "def handler(event, context):\n    return {'statusCode': 200, 'body': {}}\n"
+
+# Every service the README lists, through the handler's own boto3 (no endpoint in the code).
+SERVICES = """
+import json, boto3
+
+def handler(event, context):
+    done = []
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(TableName="t", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    ddb.put_item(TableName="t", Item={"id": {"S": "1"}, "v": {"S": "x"}})
+    assert ddb.get_item(TableName="t", Key={"id": {"S": "1"}})["Item"]["v"]["S"] == "x"; done.append("dynamodb")
+    sqs = boto3.client("sqs")
+    q = sqs.create_queue(QueueName="q")["QueueUrl"]
+    sqs.send_message(QueueUrl=q, MessageBody="m")
+    assert sqs.receive_message(QueueUrl=q)["Messages"][0]["Body"] == "m"; done.append("sqs")
+    sns = boto3.client("sns")
+    topic = sns.create_topic(Name="n")["TopicArn"]
+    assert sns.publish(TopicArn=topic, Message="hi")["MessageId"]; done.append("sns")
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name="/p", Value="v", Type="String")
+    assert ssm.get_parameter(Name="/p")["Parameter"]["Value"] == "v"; done.append("ssm")
+    sm = boto3.client("secretsmanager")
+    sm.create_secret(Name="s", SecretString="shh")
+    assert sm.get_secret_value(SecretId="s")["SecretString"] == "shh"; done.append("secretsmanager")
+    ev = boto3.client("events")
+    assert ev.put_events(Entries=[{"Source": "t", "DetailType": "d", "Detail": "{}"}])["FailedEntryCount"] == 0
+    done.append("events")
+    glue = boto3.client("glue")
+    glue.create_database(DatabaseInput={"Name": "db"})
+    glue.create_table(DatabaseName="db", TableInput={"Name": "tb", "StorageDescriptor": {"Columns": [{"Name": "c", "Type": "string"}]}})
+    assert glue.get_table(DatabaseName="db", Name="tb")["Table"]["Name"] == "tb"; done.append("glue")
+    athena = boto3.client("athena")
+    athena.create_work_group(Name="wg")
+    assert athena.get_work_group(WorkGroup="wg")["WorkGroup"]["Name"] == "wg"
+    qid = athena.start_query_execution(QueryString="SELECT 1", WorkGroup="wg")["QueryExecutionId"]
+    assert athena.get_query_execution(QueryExecutionId=qid); done.append("athena")
+    boto3.client("s3").put_object(Bucket="svc-holding-local", Key="services.json", Body=json.dumps(done).encode())
+    return {"statusCode": 200, "body": {"services": done}}
+"""
+
+
+def test_a_handler_uses_every_listed_service_through_its_own_boto3(cli, tmp_path, monkeypatch):
+    root = make_project(tmp_path, {"demo/svc": {"main": MAIN, "functions": {"f1": SERVICES}}}, name="svc")
+    monkeypatch.chdir(root)
+    ran = cli("run", "demo", "svc", "--local", "-q", "--json")
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(cli("store", "cat", "s3://svc-holding-local/services.json").stdout) == [
+        "dynamodb", "sqs", "sns", "ssm", "secretsmanager", "events", "glue", "athena"]
+
+
+def test_runs_reuse_one_server_which_is_restarted_when_killed_and_stopped_by_sim_stop(cli, tmp_path, monkeypatch):
+    root = make_project(tmp_path, {"demo/main": {"main": MAIN, "functions": {"f1": OK}}}, name="reuse")
+    monkeypatch.chdir(root)
+    state = root / ".dorc" / "local-aws"
+    assert cli("run", "demo", "main", "--local", "-q").exit_code == 0
+    first = read_info(state)
+    assert first is not None and pid_alive(first.pid)
+    assert cli("run", "demo", "main", "--local", "-q").exit_code == 0
+    assert read_info(state).pid == first.pid  # reused
+    status = cli("sim", "status")
+    assert status.exit_code == 0 and f"pid {first.pid}" in status.output and first.url in status.output
+
+    os.kill(first.pid, signal.SIGKILL)  # a crash: the next run starts a new one
+    deadline = time.monotonic() + 10
+    while pid_alive(first.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cli("run", "demo", "main", "--local", "-q").exit_code == 0
+    second = read_info(state)
+    assert second.pid != first.pid and pid_alive(second.pid)
+
+    stopped = cli("sim", "stop")
+    assert stopped.exit_code == 0 and f"pid {second.pid}" in stopped.output
+    assert not pid_alive(second.pid) and read_info(state) is None
+    assert cli("sim", "status").exit_code == 1
+    assert "no local AWS server was running" in cli("sim", "stop").output
+
+
+def test_starts_at_once_end_on_one_server_and_config_repos_get_their_own(tmp_path):
+    code = "import sys; from dorc_sim.aws import start_server; print(start_server(sys.argv[1]).pid)"
+    states = [tmp_path / "a" / "local-aws", tmp_path / "b" / "local-aws"]
+    try:
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(states[i % 2])], stdout=subprocess.PIPE, text=True)
+                 for i in range(6)]
+        pids = [int(p.communicate(timeout=120)[0]) for p in procs]
+        assert len(set(pids[0::2])) == 1 and len(set(pids[1::2])) == 1 and pids[0] != pids[1]
+        assert [read_info(s).pid for s in states] == pids[:2]
+    finally:
+        for s in states:
+            stop_server(s)
+
+
+def test_an_idle_server_stops_but_not_under_a_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("DORC_SIM_IDLE_MINUTES", "0.01")  # 0.6 s
+    state = tmp_path / "local-aws"
+    try:
+        with LocalAWS(state, "us-east-1", ["idle-bucket"]) as aws:
+            time.sleep(2)  # idle, but a run holds it
+            aws.client("s3").put_object(Bucket="idle-bucket", Key="k", Body=b"v")
+            pid = aws.server.pid
+        deadline = time.monotonic() + 15
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pid_alive(pid) and server_status(state)[0] is None
+        assert (state / "s3" / "idle-bucket" / "objects" / "k").read_bytes() == b"v"
+    finally:
+        stop_server(state)
+
+
+def test_a_changed_dorc_restarts_the_server(tmp_path, monkeypatch):
+    from dorc_sim.awsserver import control
+
+    state = tmp_path / "local-aws"
+    try:
+        old = start_server(state)
+        monkeypatch.setattr(control, "digest", lambda: "another-dorc")
+        assert "started by another dorc" in server_status(state)[1]
+        monkeypatch.undo()
+        monkeypatch.setattr(control, "digest", lambda: "another-dorc")
+        new = start_server(state)
+        assert new.pid != old.pid and not pid_alive(old.pid)
+    finally:
+        stop_server(state)
+
+
+def test_a_server_whose_state_folder_is_removed_stops(tmp_path):
+    """pytest removes old tmp folders: a server left on one must not run on forever."""
+    import shutil
+
+    state = tmp_path / "gone" / "local-aws"
+    pid = start_server(state).pid
+    try:
+        shutil.rmtree(tmp_path / "gone")
+        deadline = time.monotonic() + 20
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pid_alive(pid)
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
