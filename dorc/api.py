@@ -40,7 +40,16 @@ __all__ = [
     "Firing", "StoredObject", "init_project", "new_layer",
 ]
 TARGETS = tuple(RUN_TARGETS)
-OPTION_FLAGS = {"endpoint": "--endpoint", "deploy_first": "--no-deploy", "timeout": "--timeout", "debug": "--debug"}
+OPTION_FLAGS = {"endpoint": "--endpoint", "deploy_first": "--no-deploy", "timeout": "--timeout", "debug": "--debug",
+                "no_iam": "--no-iam"}
+
+
+def _check_no_iam(module, iam: bool) -> None:
+    if not iam and "no_iam" not in module.OPTIONS:
+        raise DorcError("--no-iam turns off the local AWS's IAM checks: it applies to local runs only (LocalStack "
+                        "checks what the deployed roles allow)",
+                        hint="run with --local --no-iam; to turn LocalStack's checks off, start it with "
+                             "DORC_ENFORCE_IAM=0 in the environment")
 
 
 def parse_event(text: str | None) -> bytes:
@@ -68,13 +77,14 @@ def run_pipeline(instance: str, layer: str | None = None, *, target: str = "loca
                  observer=None, record: bool = True, endpoint: str | None = None,
                  deploy: bool = True, timeout: float | None = None, dry_run: bool = False,
                  start_at: str | None = None, resume_from: str | dict | None = None,
-                 rerun_of: str | None = None, debug: bool = False) -> RunResult | None:
+                 rerun_of: str | None = None, debug: bool = False, iam: bool = True) -> RunResult | None:
     """Run a pipeline and return its ``RunResult`` (the same shape from every target).
 
     ``event`` is a Python value (sent as JSON) or, with ``bytes``, JSON already encoded.
     ``endpoint``, ``deploy``, ``timeout`` and ``dry_run`` apply to the LocalStack target only.
     ``debug`` (local target): handlers attached to the terminal with their timeout suspended, so
-    ``breakpoint()`` works.
+    ``breakpoint()`` works. ``iam=False`` (local target, ``--no-iam``): the handlers' AWS calls
+    are not checked against their functions' roles; the result says so (``RunResult.iam``).
     ``dry_run``: report (``observer.progress``) the API calls that deploying every layer the run
     reaches would make, make none, run nothing, record nothing, and return None.
     ``start_at``: start ``layer`` at this function (local target: the same state machine, entered
@@ -92,8 +102,9 @@ def run_pipeline(instance: str, layer: str | None = None, *, target: str = "loca
     if debug and "debug" not in module.OPTIONS:
         raise DorcError("--debug runs the handlers on this machine, attached to the terminal: it applies to "
                         "local runs only", hint="run with --local --debug, or drop --debug")
+    _check_no_iam(module, iam)
     given = {"endpoint": endpoint, "deploy_first": None if deploy else False, "timeout": timeout,
-             "debug": True if debug else None}
+             "debug": True if debug else None, "no_iam": None if iam else True}
     given = {name: value for name, value in given.items() if value is not None}
     refused = [OPTION_FLAGS[name] for name in given if name not in module.OPTIONS]
     if refused:
@@ -251,7 +262,8 @@ def _write_record(project: Project, result: RunResult, sources: dict, plans: dic
     from .records import run_identity, runs_dir, write_record
 
     try:  # what ran: sources, packages, plan digests (promotion compares them with its build)
-        write_record(project.state_dir, result, {**run_identity(plans, sources, deployed), **(request or {})})
+        write_record(project.state_dir, result, {**run_identity(plans, sources, deployed), **(request or {})},
+                     payload_limit_kb=project.settings.record_payload_limit_kb)
     except OSError as exc:
         folder = project.display_path(runs_dir(project.state_dir))
         result.warnings.append(f"the run record could not be written to {folder}: "
@@ -298,10 +310,12 @@ def _event_json(event: Any) -> bytes:
 def invoke_function(instance: str, layer: str, function: str, *, event: Any = None, env: str | None = None,
                     config_repo: str | os.PathLike | None = None, project: Project | None = None,
                     observer=None, target: str = "local", endpoint: str | None = None,
-                    deploy: bool = True) -> StepResult:
+                    deploy: bool = True, iam: bool = True) -> StepResult:
     """Invoke one function of a layer and return its ``StepResult``: locally, or (``target=
-    "localstack"``) the deployed function at ``endpoint``, deployed first unless ``deploy`` is False."""
+    "localstack"``) the deployed function at ``endpoint``, deployed first unless ``deploy`` is False.
+    ``iam=False``: as ``run_pipeline``'s (local only)."""
     module = run_target(target)
+    _check_no_iam(module, iam)
     if endpoint is not None and "endpoint" not in module.OPTIONS:
         raise DorcError("endpoint= only applies to LocalStack", hint="pass target=\"localstack\", or drop endpoint=")
     project = project or find_project(config_repo)
@@ -312,7 +326,7 @@ def invoke_function(instance: str, layer: str, function: str, *, event: Any = No
     except KeyError:
         names = ", ".join(f.key for f in plan.functions)
         raise DorcError(f"{instance}/{layer} has no function {function!r} (functions: {names})") from None
-    given = {"endpoint": endpoint, "deploy_first": None if deploy else False}
+    given = {"endpoint": endpoint, "deploy_first": None if deploy else False, "no_iam": None if iam else True}
     options = {name: value for name, value in given.items() if value is not None and name in module.OPTIONS}
     return module.invoke_function(plan, function, _event_json(event), project=project, observer=observer, **options)
 
@@ -525,4 +539,5 @@ def _merge(results: list[RunResult]) -> RunResult:
     first.error, first.output_json = last.error, last.output_json
     first.warnings = list(dict.fromkeys(w for r in results for w in r.warnings))
     first.sandbox = next((r.sandbox for r in results if r.sandbox and r.sandbox != "full"), first.sandbox)
+    first.iam = next((r.iam for r in results if r.iam and r.iam != "enforced"), first.iam)
     return first

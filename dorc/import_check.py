@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -68,11 +69,11 @@ def function_import_problems(project: Project, function: str, folder: Path, runt
         if not arc.endswith(".py"):
             continue
         try:
-            tree = ast.parse(path.read_text(), filename=str(path))
+            imports = _imports_of(path.read_text())
         except (SyntaxError, ValueError, UnicodeDecodeError):
             continue  # lambda.py's own syntax errors are reported by the handler check
         reported: set[str] = set()
-        for module, line in _absolute_imports(tree):
+        for module, line in imports:
             if module in reported or module in local or module in LAMBDA_RUNTIME_MODULES or module in stdlib:
                 continue
             if provided is None:
@@ -100,6 +101,12 @@ def _import_problem(folder: Path, runtime: str, module: str, line: int, declared
     return (f"line {line}: imports {module!r}, which Lambda's {runtime} runtime does not provide and no "
             f"requirements.txt declares ({why}; in AWS the function fails with Runtime.ImportModuleError); "
             f"add {dist} to {requirements} (or to the layer's {rel(folder.parent.parent / 'requirements.txt')})")
+
+
+@lru_cache(maxsize=1024)
+def _imports_of(source: str) -> tuple[tuple[str, int], ...]:
+    """``_absolute_imports`` of a module's text, parsed once: a layer is checked in every environment."""
+    return tuple(_absolute_imports(ast.parse(source)))
 
 
 def _absolute_imports(tree: ast.AST) -> list[tuple[str, int]]:

@@ -25,7 +25,8 @@ def sim_start(*, config_repo: str | os.PathLike | None = None, project: Project 
     """The running server (``ServerInfo``: pid, port, url), started if none runs."""
     from dorc_sim.aws import start_server
 
-    return start_server(_dir(config_repo, project))
+    project = project or find_project(config_repo)
+    return start_server(project.local_aws_dir, project.settings.server_idle_minutes)
 
 
 def sim_stop(*, config_repo: str | os.PathLike | None = None, project: Project | None = None):

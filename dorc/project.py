@@ -63,6 +63,12 @@ class Settings:
     # values may name a fixture declared under [fixtures.<name>], as "{sim.<name>}".
     local_environment: dict[str, str] = field(default_factory=dict)
     fixtures: dict[str, FixtureSpec] = field(default_factory=dict)  # [fixtures.<name>]
+    # [local] server_idle_minutes: the local AWS server stops after this long without a request
+    # ($DORC_SIM_IDLE_MINUTES wins; None: the server's default)
+    server_idle_minutes: float | None = None
+    # [runs] record_payload_limit_kb: a step's input or output larger than this is recorded as its
+    # size and sha256 only (the run's event and output and a failed step's input are kept whole)
+    record_payload_limit_kb: float = 64
 
     def render(self, template: str, env: str) -> str:
         try:
@@ -73,6 +79,8 @@ class Settings:
 
 
 TEMPLATE_HINT = "templates may use {project}, {env} and {region}; write {{ and }} for a literal brace"
+DEFAULT_RECORD_PAYLOAD_LIMIT_KB = 64
+PAYLOAD_LIMIT_SETTING = "[runs] record_payload_limit_kb"
 
 
 def _template_fault(exc: Exception) -> str:
@@ -291,6 +299,8 @@ def load_settings(path: Path) -> Settings:
             log_retention_days=int(doc.get("logs", {}).get("retention_days", 14)),
             local_environment={str(k): str(v) for k, v in doc.get("local", {}).get("environment", {}).items()},
             fixtures=load_fixtures(path, doc.get("fixtures", {})),
+            server_idle_minutes=_idle_minutes(path, doc.get("local", {})),
+            record_payload_limit_kb=_payload_limit_kb(path, doc.get("runs", {})),
         )
     except (TypeError, ValueError, AttributeError) as exc:
         raise ProjectError(f"{path}: {exc}") from None
@@ -301,6 +311,28 @@ def load_settings(path: Path) -> Settings:
             raise ProjectError(f"{path}: [buckets] {key} = {template!r}: {_template_fault(exc)}",
                                hint=TEMPLATE_HINT) from None
     return settings
+
+
+def _payload_limit_kb(path: Path, table: Any) -> float:
+    """``[runs] record_payload_limit_kb``: a number of KB, 0 or more (0: records keep digests only)."""
+    value = table.get("record_payload_limit_kb", DEFAULT_RECORD_PAYLOAD_LIMIT_KB) if isinstance(table, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1 << 40:
+        raise ProjectError(f"{path}: {PAYLOAD_LIMIT_SETTING} = {value!r} is not a size in KB",
+                           hint=f"a number, 0 or more, e.g. record_payload_limit_kb = 256 under [runs] "
+                                f"(default {DEFAULT_RECORD_PAYLOAD_LIMIT_KB})")
+    return value
+
+
+def _idle_minutes(path: Path, table: Any) -> float | None:
+    """``[local] server_idle_minutes``: a number of minutes, more than 0."""
+    value = table.get("server_idle_minutes") if isinstance(table, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 7 * 24 * 60:
+        raise ProjectError(f"{path}: [local] server_idle_minutes = {value!r} is not a number of minutes",
+                           hint="a number above 0 (at most a week), e.g. server_idle_minutes = 30 under [local] "
+                                "(default 15)")
+    return float(value)
 
 
 def load_fixtures(path: Path, table: Any) -> dict[str, FixtureSpec]:

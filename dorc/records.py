@@ -4,6 +4,10 @@ Promotion reads them ("did the last run of this pipeline succeed?"), so a record
 atomically and never rewritten: it is written to a temporary file, then linked under a name no
 other record has (created exclusively, so two runs started in the same millisecond, even in two
 processes, keep both). Records are strict JSON (``result.json_document``).
+
+A record keeps each step payload up to ``[runs] record_payload_limit_kb`` of dorc.toml and, beyond
+it, the payload's size and sha256 (``payload_not_kept`` says so); it is written step by step, so a
+long chain of large events costs neither memory nor a record of hundreds of megabytes.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -19,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DorcError
-from .result import RunResult, json_document
+from .project import DEFAULT_RECORD_PAYLOAD_LIMIT_KB, PAYLOAD_LIMIT_SETTING
+from .result import RunResult, write_json_document
 
 
 def runs_dir(state_dir: Path) -> Path:
@@ -36,21 +42,28 @@ def ensure_state_dir(state_dir: Path) -> Path:
     return state_dir
 
 
-def write_record(state_dir: Path, result: RunResult, extra: dict[str, Any] | None = None) -> Path:
+def write_record(state_dir: Path, result: RunResult, extra: dict[str, Any] | None = None, *,
+                 payload_limit_kb: float | None = None) -> Path:
+    """``payload_limit_kb``: the project's ``[runs] record_payload_limit_kb`` (it becomes the
+    result's ``payload_limit``, so ``--json`` shows what the record keeps)."""
+    if payload_limit_kb is not None:
+        result.payload_limit = int(payload_limit_kb * 1024)
+    elif result.payload_limit is None:
+        result.payload_limit = DEFAULT_RECORD_PAYLOAD_LIMIT_KB * 1024
     folder = runs_dir(ensure_state_dir(state_dir))
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(result.started_at))
     base = f"{stamp}-{int(result.started_at * 1000) % 1000:03d}-{result.pipeline}-{result.layer}-{result.target}-{result.env}"
     run_id = uuid.uuid4().hex  # stable: ``dorc runs show ID`` takes its first characters
-    doc = {"id": run_id, **result.to_dict()}
-    if extra:
-        doc.update(extra)
-    text = json_document(doc)
+    head, tail = {"id": run_id, **result.head_dict()}, result.tail_dict()
+    for key, value in (extra or {}).items():
+        (head if key in head else tail)[key] = value
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as out:
+            write_json_document(out, head, "steps", result.step_dicts(), tail)
         path = _link_exclusively(tmp, folder, base)
     finally:
         tmp.unlink(missing_ok=True)  # a full disk or a failed link leaves no temporary file behind
@@ -78,8 +91,8 @@ def _link_exclusively(tmp: Path, folder: Path, base: str) -> Path:
         except FileExistsError:
             continue
         try:
-            with f:
-                f.write(tmp.read_text(encoding="utf-8"))
+            with f, open(tmp, encoding="utf-8") as src:
+                shutil.copyfileobj(src, f)
         except BaseException:
             path.unlink(missing_ok=True)  # no half-written record
             raise
@@ -115,6 +128,22 @@ def read_records(state_dir: Path, *, pipeline: str | None = None, layer: str | N
             doc["id"] = hashlib.sha1(path.name.encode()).hexdigest()
         out.append(doc)
     return out
+
+
+def payload_not_kept(record: dict[str, Any], step: dict[str, Any], label: str) -> str | None:
+    """Why a recorded step's ``label`` ("input" or "output") is not in the record (its size,
+    sha256 and the limit), or None when it is."""
+    if label not in (step.get("not_kept") or []):
+        return None
+    facts = step.get(label) if isinstance(step.get(label), dict) else {}
+    size, digest = facts.get("size"), str(facts.get("sha256") or "?")
+    limit = record.get("payload_limit_kb")
+    over = f"over the record's {limit} KB limit" if limit is not None else "over the record's limit"
+    return (f"{_kb(size)}, sha256 {digest[:16]}…, {over} ({PAYLOAD_LIMIT_SETTING} in dorc.toml)")
+
+
+def _kb(size: Any) -> str:
+    return f"{size / 1024:.1f} KB" if isinstance(size, (int, float)) else "size unknown"
 
 
 SHORT_ID = 8  # characters of a run's id shown by ``dorc runs`` and taken by ``dorc runs show``

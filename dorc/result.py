@@ -2,17 +2,133 @@
 
 Step inputs and outputs are kept as the JSON bytes that crossed the hop and parsed on demand:
 the runner never holds a second copy of a large event, and what a test reads is exactly what
-the next function received.
+the next function received. A run adds its steps with ``RunResult.add_step``, which moves large
+payloads and logs to a spool file (``PayloadSpool``): a 1000-function chain of 200 KB events
+does not hold 400 MB in memory, and ``step.input`` still reads back every byte.
+
+``to_dict`` (records, ``--json``) keeps a payload up to ``payload_limit`` bytes and, beyond it,
+``{"kept": false, "size": N, "sha256": HEX}`` with the step's ``"not_kept"`` naming it; the
+run's output and the failed step's input are always kept whole (the summary, ``--from`` and
+a fix need them).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import tempfile
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+INLINE_BYTES = 16 * 1024  # payloads and logs up to this size stay in memory; larger ones are spooled
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """A payload in a run's spool file: read back on demand."""
+
+    spool: PayloadSpool = field(repr=False, compare=False)
+    offset: int
+    size: int
+    sha256: str
+    text: bool = False  # logs: read back as str
+
+    def read(self) -> bytes | str:
+        data = self.spool.read(self.offset, self.size)
+        return data.decode("utf-8", "surrogatepass") if self.text else data
+
+
+class PayloadSpool:
+    """An anonymous temporary file holding a run's large payloads, each distinct one once (a
+    chain hands the same bytes on as the next input). Removed when the last step using it goes.
+    ``folder``: where to make it (a run's ``.dorc/``: on disk, where ``/tmp`` may be memory)."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+        self._file = None
+        self._end = 0
+        self._lock = threading.Lock()
+        self._by_digest: dict[tuple[str, bool], int] = {}  # -> offset (no Spooled here: no cycle)
+
+    def keep(self, value: bytes | str | Spooled | None) -> bytes | str | Spooled | None:
+        """``value`` itself when small (or already spooled), else its ``Spooled`` reference."""
+        if value is None or isinstance(value, Spooled) or len(value) <= INLINE_BYTES:
+            return value
+        text = isinstance(value, str)
+        data = value.encode("utf-8", "surrogatepass") if text else value
+        digest = hashlib.sha256(data).hexdigest()
+        with self._lock:
+            offset = self._by_digest.get((digest, text))
+            if offset is None:
+                if self._file is None:
+                    self._file = self._open()
+                    weakref.finalize(self, self._file.close)
+                self._file.seek(offset := self._end)
+                view = memoryview(data)
+                while view:  # a raw file may take part of it
+                    view = view[self._file.write(view):]
+                self._by_digest[(digest, text)] = offset
+                self._end += len(data)
+        return Spooled(self, offset, len(data), digest, text)
+
+    def _open(self):
+        if self.folder is not None:
+            try:
+                return tempfile.TemporaryFile(prefix=".payloads-", dir=self.folder, buffering=0)  # noqa: SIM115
+            except OSError:  # a read-only or missing folder: the system's temporary folder will do
+                pass
+        return tempfile.TemporaryFile(prefix="dorc-payloads-", buffering=0)  # noqa: SIM115 - open for the run
+
+    def read(self, offset: int, size: int) -> bytes:
+        parts, left = [], size
+        with self._lock:
+            self._file.seek(offset)
+            while left:  # a raw file may give part of it
+                part = self._file.read(left)
+                if not part:
+                    raise OSError(f"the run's payload spool ended {left} bytes early")
+                parts.append(part)
+                left -= len(part)
+        return b"".join(parts)
+
+
+class _Kept:
+    """A StepResult attribute that reads as the bytes (or text) it holds, wherever they are kept:
+    in memory, or in the run's spool (``StepResult.spool``)."""
+
+    def __init__(self, default=None) -> None:
+        self._default = default
+
+    def __set_name__(self, owner, name: str) -> None:
+        self._slot = "_kept_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self._default
+        value = obj.__dict__.get(self._slot, self._default)
+        return value.read() if isinstance(value, Spooled) else value
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self._slot] = value
+        obj.__dict__.pop("_status_code", None)  # worked out from the output again when asked
+
+    def move(self, obj, spool: PayloadSpool) -> None:
+        obj.__dict__[self._slot] = spool.keep(self.raw(obj))  # the same bytes: nothing to work out again
+
+    def raw(self, obj):
+        return obj.__dict__.get(self._slot, self._default)
+
+
+def payload_facts(value: bytes | Spooled) -> tuple[int, str]:
+    """Size in bytes and sha256 of a payload, without reading a spooled one back."""
+    if isinstance(value, Spooled):
+        return value.size, value.sha256
+    return len(value), hashlib.sha256(value).hexdigest()
 
 
 @dataclass
@@ -32,11 +148,11 @@ class StepResult:
     deployed_name: str
     status: str  # "succeeded" | "failed"
     duration_ms: float
-    input_json: bytes | None = None
-    output_json: bytes | None = None
+    input_json: bytes | None = _Kept()
+    output_json: bytes | None = _Kept()
     error: StepError | None = None
     request_id: str | None = None
-    logs: str = ""
+    logs: str = _Kept("")
     max_memory_mb: int | None = None
 
     @property
@@ -70,19 +186,57 @@ class StepResult:
             raise RunFailed(self.failure_report(), self)
         return self
 
-    def to_dict(self, *, logs: bool = True) -> dict[str, Any]:
+    @property
+    def status_code(self) -> Any:
+        """The output's ``statusCode`` (None when it has none), worked out once: the summary
+        shows it for every step without reading spooled outputs back."""
+        if "_status_code" not in self.__dict__:
+            data, out = self.output_json, None
+            if data is not None and b'"statusCode"' in data:  # else there is none to find
+                try:
+                    out = json.loads(data)
+                except ValueError:
+                    pass
+            self.__dict__["_status_code"] = out.get("statusCode") if isinstance(out, dict) else None
+        return self.__dict__["_status_code"]
+
+    def spool(self, spool: PayloadSpool) -> StepResult:
+        """Move large payloads and logs to ``spool``; reading them stays the same."""
+        self.status_code  # noqa: B018 - while the output is still in memory
+        for name in ("input_json", "output_json", "logs"):
+            StepResult.__dict__[name].move(self, spool)
+        return self
+
+    def to_dict(self, *, logs: bool = True, payload_limit: int | None = None,
+                keep_input: bool = False) -> dict[str, Any]:
+        """``payload_limit``: bytes up to which a payload is given; beyond it its size and sha256
+        (``"not_kept"`` lists which). ``keep_input``: the input whole whatever its size."""
+        not_kept: list[str] = []
+
+        def payload(label: str, name: str) -> Any:
+            raw = StepResult.__dict__[name].raw(self)
+            limit = None if label == "input" and keep_input else payload_limit
+            if raw is None or limit is None or (raw.size if isinstance(raw, Spooled) else len(raw)) <= limit:
+                data = raw.read() if isinstance(raw, Spooled) else raw
+                return None if data is None else json.loads(data)
+            not_kept.append(label)
+            size, digest = payload_facts(raw)
+            return {"kept": False, "size": size, "sha256": digest}
+
         d = {
             "function": self.function,
             "layer": self.layer,
             "deployed_name": self.deployed_name,
             "status": self.status,
             "duration_ms": round(self.duration_ms, 3),
-            "input": self.input,
-            "output": self.output,
+            "input": payload("input", "input_json"),
+            "output": payload("output", "output_json"),
             "error": self.error.to_dict() if self.error else None,
             "request_id": self.request_id,
             "max_memory_mb": self.max_memory_mb,
         }
+        if not_kept:
+            d["not_kept"] = not_kept  # those payloads are {"kept": false, "size", "sha256"}
         if logs:
             d["logs"] = self.logs
         return d
@@ -105,6 +259,19 @@ class RunResult:
     cancelled: bool = False  # stopped by Ctrl-C: the steps done so far, recorded as "cancelled"
     run_id: str | None = None  # the run record's id (``dorc runs show ID``), once recorded
     sandbox: str | None = None  # local runs: "full", or "partial (what the machine could not enforce)"
+    iam: str | None = None  # local runs: "enforced" (each function's role), or "off (--no-iam)"
+    payload_limit: int | None = None  # bytes of a step payload to_dict gives whole (None: all; records set it)
+    _spool: PayloadSpool = field(default_factory=PayloadSpool, repr=False, compare=False)
+
+    def spool_in(self, folder: Path) -> RunResult:
+        """Spool large payloads to a temporary file in ``folder`` (a run's state folder)."""
+        self._spool.folder = folder
+        return self
+
+    def add_step(self, step: StepResult) -> StepResult:
+        """Append a finished step, its large payloads and logs moved to the run's spool file."""
+        self.steps.append(step.spool(self._spool))
+        return step
 
     @property
     def status(self) -> str:
@@ -166,6 +333,11 @@ class RunResult:
         return self
 
     def to_dict(self, *, logs: bool = True) -> dict[str, Any]:
+        """The run as JSON-ready data; step payloads beyond ``payload_limit`` as size and sha256."""
+        return {**self.head_dict(), "steps": list(self.step_dicts(logs=logs)), **self.tail_dict()}
+
+    def head_dict(self) -> dict[str, Any]:
+        """``to_dict``'s fields before ``"steps"`` (a record is written step by step)."""
         return {
             "status": self.status,
             "pipeline": self.pipeline,
@@ -175,15 +347,34 @@ class RunResult:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
             "duration_ms": round(self.duration_ms, 3),
             "execution_arn": self.execution_arn,
-            "steps": [s.to_dict(logs=logs) for s in self.steps],
+        }
+
+    def step_dicts(self, *, logs: bool = True):
+        """Each step's ``to_dict``, one at a time (the failed step's input whole: ``--from`` needs it)."""
+        failed = self.failed_step
+        for s in self.steps:
+            yield s.to_dict(logs=logs, payload_limit=self.payload_limit, keep_input=s is failed)
+
+    def tail_dict(self) -> dict[str, Any]:
+        """``to_dict``'s fields after ``"steps"``."""
+        tail = {
             "output": self.output,
             "error": self.error.to_dict() if self.error else None,
             "warnings": list(self.warnings),
             "sandbox": self.sandbox,
+            "iam": self.iam,
         }
+        if self.payload_limit is not None:
+            kb = self.payload_limit / 1024
+            tail["payload_limit_kb"] = int(kb) if kb.is_integer() else kb
+        return tail
 
     def to_json(self, *, logs: bool = True) -> str:
         return json_document(self.to_dict(logs=logs))
+
+    def write_json(self, out, *, logs: bool = True) -> None:
+        """``to_json()`` written to ``out`` one step at a time (``dorc run --json`` of a long chain)."""
+        write_json_document(out, self.head_dict(), "steps", self.step_dicts(logs=logs), self.tail_dict())
 
 
 class RunFailed(AssertionError):
@@ -247,6 +438,26 @@ def json_document(doc: dict[str, Any], *, indent: int | None = 2) -> str:
     if isinstance(clean.get("warnings"), list) and NON_FINITE_NOTE not in clean["warnings"]:
         clean["warnings"].append(NON_FINITE_NOTE)
     return json.dumps(clean, indent=indent, allow_nan=False)
+
+
+def write_json_document(out, head: dict[str, Any], key: str, items, tail: dict[str, Any]) -> None:
+    """``json_document({**head, key: list(items), **tail})`` written to ``out`` one item at a
+    time: a run record of a thousand steps never exists whole in memory."""
+    mark = f'\n  "{key}": []'  # JSON text holds no raw newline inside a string: the mark is unique
+    before, _, _ = json_document({**head, key: [], **tail}).partition(mark)
+    out.write(before + mark[:-1])
+    count, non_finite = 0, False
+    for item in items:
+        try:
+            text = json.dumps(item, indent=2, allow_nan=False)
+        except ValueError:
+            text, non_finite = json.dumps(_finite(item), indent=2, allow_nan=False), True
+        out.write(("," if count else "") + "\n    " + text.replace("\n", "\n    "))
+        count += 1
+    out.write("\n  ]" if count else "]")
+    if non_finite and isinstance(tail.get("warnings"), list) and NON_FINITE_NOTE not in tail["warnings"]:
+        tail = {**tail, "warnings": [*tail["warnings"], NON_FINITE_NOTE]}
+    out.write(json_document({**head, key: [], **tail}).partition(mark)[2])
 
 
 def _finite(value: Any) -> Any:

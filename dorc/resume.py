@@ -16,8 +16,7 @@ from typing import Any
 from .errors import DorcError
 from .plan import LayerPlan
 from .project import Project
-from .records import short_id
-
+from .records import payload_not_kept, short_id
 
 
 @dataclass
@@ -98,6 +97,12 @@ def resume_point(project: Project, plans: dict[str, LayerPlan], key: str, functi
         raise DorcError(f"{which} never reached {key} {fn}: it reached {reached}",
                         hint=f"resume at one of those (--from {steps[-1].get('function')}), run the layer whole, "
                              "or pick an earlier run with --run ID (dorc runs)")
+    why = payload_not_kept(record, step, "input")
+    if why is not None:  # the record has its size and sha256 only
+        raise DorcError(f"{which} did not keep the input {key} {fn} received ({why}), so --from {fn} cannot "
+                        "resume with it",
+                        hint=f"give the input with --event @FILE, or raise record_payload_limit_kb under [runs] in "
+                             f"dorc.toml above its size and run {instance} {layer} again, then resume from that run")
     point = ResumePoint(key, fn, json.dumps(step.get("input")).encode(), record)
     point.changed = changed_since(record, plans, key, fn)
     return point

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import Problem
@@ -45,7 +46,7 @@ def _check_folder_names(p: LoadedPipeline) -> list[Problem]:
 def _check_folders(p: LoadedPipeline) -> list[Problem]:
     out: list[Problem] = []
     file = rel_path(p, p.main_file)
-    declared = [f.name for f in p.definition.functions]
+    declared = {f.name for f in p.definition.functions}
     for fn in p.definition.functions:
         handler = p.function_dir(fn.name) / HANDLER_FILE
         if not handler.is_file():
@@ -66,8 +67,15 @@ def _check_folders(p: LoadedPipeline) -> list[Problem]:
 
 def handler_problem(path: Path) -> str | None:
     """Checks ``handler(event, context)`` statically: loading the user's module could have effects."""
+    return _source_problem(path.read_text())
+
+
+@lru_cache(maxsize=1024)
+def _source_problem(source: str) -> str | None:
+    """Parsed once per text: a layer is checked in every environment it meets, and generated
+    handlers are often alike."""
     try:
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = ast.parse(source)
     except SyntaxError as exc:
         return f"syntax error at line {exc.lineno}: {exc.msg}"
     for node in tree.body:
@@ -143,8 +151,8 @@ def _check_graph(p: LoadedPipeline, known_layers: set[str]) -> list[Problem]:
                                  f"handing over to a pipeline); found {len(ends)}: {', '.join(ends) or 'none (cycle)'}"))
     if out:
         return out
-    order = chain(fns)
-    missing = [n for n in names if n not in {f.name for f in order}]
+    reached = {f.name for f in chain(fns)}
+    missing = [n for n in names if n not in reached]
     if missing:
         out.append(Problem(file, f"unreachable from the start function {starts[0]!r} (part of a cycle): "
                                  f"{', '.join(missing)}"))

@@ -44,8 +44,10 @@ class LocalAWS:
     """``with LocalAWS(store_dir, region, buckets=[...]) as aws:`` — the config repo's local AWS
     server for the block (started if none runs), with ``buckets`` created."""
 
-    def __init__(self, store_dir: Path, region: str, buckets: list[str] = ()):  # type: ignore[assignment]
+    def __init__(self, store_dir: Path, region: str, buckets: list[str] = (),  # type: ignore[assignment]
+                 idle_minutes: float | None = None):
         self.store_dir = Path(store_dir)
+        self.idle_minutes = idle_minutes
         self.region = region
         self.buckets = list(buckets)
         self.server: control.ServerInfo | None = None
@@ -57,7 +59,7 @@ class LocalAWS:
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(control.lease(self.store_dir))
-            self.server = start_server(self.store_dir)
+            self.server = start_server(self.store_dir, self.idle_minutes)
             self._stack = stack
             for b in self.buckets:
                 self.ensure_bucket(b)
@@ -82,9 +84,36 @@ class LocalAWS:
             raise RuntimeError("LocalAWS.endpoint_url is only available inside its `with LocalAWS(...)` block")
         return self.server.url
 
-    def sandbox_environment(self) -> dict[str, str]:
-        """What a handler process needs to reach this AWS, and nothing else."""
-        return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint_url}
+    def sandbox_environment(self, credentials: dict[str, str] | None = None) -> dict[str, str]:
+        """What a handler process needs to reach this AWS, and nothing else: ``credentials``
+        (a role session, ``role_sessions``) or, without them, the administrator's keys."""
+        keys = FAKE_CREDENTIALS if credentials is None else {
+            "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": credentials["SessionToken"]}
+        return {**keys, "AWS_ENDPOINT_URL": self.endpoint_url}
+
+    def role_sessions(self, roles: list[dict]) -> dict:
+        """Put each role (``name``, ``policy``, ``managed``, ``session``) in the local IAM as
+        given, and assume it: ``{"credentials": {role: {...}}, "unknown_managed": {role: [arn]}}``.
+        One request, whatever the number of roles."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        body = json.dumps({"roles": roles, "region": self.region}).encode()
+        request = urllib.request.Request(self.endpoint_url + control.ROLES_PATH, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:500]
+            raise LocalAWSServerError(f"the local AWS server could not set up the functions' roles: {detail}",
+                                      hint=f"see {self.store_dir / control.LOG}; `dorc sim stop` then run again "
+                                           "starts a fresh server") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise LocalAWSServerError(f"the local AWS server did not answer ({exc})",
+                                      hint="`dorc sim status` shows it; `dorc sim stop` then run again") from None
 
     def client(self, service: str):
         """A boto3 client of this local AWS; the user's shell (``AWS_PROFILE``, endpoints) has no say."""
@@ -116,11 +145,12 @@ class LocalAWS:
 
 
 # -- the server -----------------------------------------------------------------------------------
-def start_server(store_dir: Path) -> control.ServerInfo:
-    """The running server of ``store_dir``, started if needed (``dorc sim start``)."""
+def start_server(store_dir: Path, idle_minutes: float | None = None) -> control.ServerInfo:
+    """The running server of ``store_dir``, started if needed (``dorc sim start``);
+    ``idle_minutes``: see ``control.ensure``."""
     Path(store_dir).mkdir(parents=True, exist_ok=True)
     try:
-        return control.ensure(Path(store_dir))
+        return control.ensure(Path(store_dir), idle_minutes)
     except control.ServerError as exc:
         if "damaged" in exc.message:
             raise LocalStoreDamaged(store_dir, store.check(Path(store_dir)) or [exc.message]) from None

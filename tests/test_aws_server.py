@@ -61,13 +61,49 @@ def handler(event, context):
 """
 
 
-def test_a_handler_uses_every_listed_service_through_its_own_boto3(cli, tmp_path, monkeypatch):
-    root = make_project(tmp_path, {"demo/svc": {"main": MAIN, "functions": {"f1": SERVICES}}}, name="svc")
+# What SERVICES needs, each grant scoped to the one resource it uses (as a least-privilege role would be).
+ARN = "arn:aws:{service}:{{region}}:{{account_id}}"
+GRANTS = [
+    (["dynamodb:CreateTable", "dynamodb:PutItem", "dynamodb:GetItem"], [ARN.format(service="dynamodb") + ":table/t"]),
+    (["sqs:CreateQueue", "sqs:SendMessage", "sqs:ReceiveMessage"], [ARN.format(service="sqs") + ":q"]),
+    (["sns:CreateTopic", "sns:Publish"], [ARN.format(service="sns") + ":n"]),
+    (["ssm:PutParameter", "ssm:GetParameter"], [ARN.format(service="ssm") + ":parameter/p"]),
+    (["secretsmanager:CreateSecret", "secretsmanager:GetSecretValue"], [ARN.format(service="secretsmanager") + ":secret:s*"]),
+    (["events:PutEvents"], [ARN.format(service="events") + ":event-bus/default"]),
+    (["glue:CreateDatabase", "glue:CreateTable", "glue:GetTable"],
+     [ARN.format(service="glue") + x for x in (":catalog", ":database/db", ":table/db/tb")]),
+    (["athena:CreateWorkGroup", "athena:GetWorkGroup", "athena:StartQueryExecution", "athena:GetQueryExecution"],
+     [ARN.format(service="athena") + ":workgroup/wg"]),
+]
+GRANTED = MAIN.replace("functions=[Function(name='f1')]", "functions=[Function(name='f1', permissions=[%s])]" % ", ".join(
+    f"Permission(actions={a!r}, resources={r!r})" for a, r in GRANTS)).replace("Function, load_config", "Function, Permission, load_config")
+
+
+def test_a_handler_uses_every_listed_service_through_its_own_boto3_with_a_declared_permission(cli, tmp_path, monkeypatch):
+    root = make_project(tmp_path, {"demo/svc": {"main": GRANTED, "functions": {"f1": SERVICES}}}, name="svc")
     monkeypatch.chdir(root)
     ran = cli("run", "demo", "svc", "--local", "-q", "--json")
     assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout)["iam"] == "enforced"
     assert json.loads(cli("store", "cat", "s3://svc-holding-local/services.json").stdout) == [
         "dynamodb", "sqs", "sns", "ssm", "secretsmanager", "events", "glue", "athena"]
+
+
+def test_without_the_permission_the_first_call_is_refused_as_in_aws_and_no_iam_lets_it_through(cli, tmp_path, monkeypatch):
+    root = make_project(tmp_path, {"demo/svc": {"main": MAIN, "functions": {"f1": SERVICES}}}, name="svc")
+    monkeypatch.chdir(root)
+    ran = cli("run", "demo", "svc", "--local", "-q", "--json")
+    assert ran.exit_code == 1
+    error = json.loads(ran.stdout)["error"]
+    assert error["type"] == "ClientError"
+    assert ("(AccessDeniedException) when calling the CreateTable operation: User: arn:aws:sts::000000000000:"
+            "assumed-role/svc-demo-svc-f1-local/demo-svc-f1-local is not authorized to perform: dynamodb:CreateTable "
+            'on resource: "arn:aws:dynamodb:eu-west-2:000000000000:table/t" because no identity-based policy allows '
+            "the dynamodb:CreateTable action") in error["message"]
+
+    ran = cli("run", "demo", "svc", "--local", "-q", "--no-iam")
+    assert ran.exit_code == 0, ran.output
+    assert "iam: off (--no-iam)" in ran.output
 
 
 def test_runs_reuse_one_server_which_is_restarted_when_killed_and_stopped_by_sim_stop(cli, tmp_path, monkeypatch):
@@ -126,6 +162,26 @@ def test_an_idle_server_stops_but_not_under_a_run(tmp_path, monkeypatch):
         assert (state / "s3" / "idle-bucket" / "objects" / "k").read_bytes() == b"v"
     finally:
         stop_server(state)
+
+
+def test_the_config_repos_server_idle_minutes_applies_and_a_bad_value_is_refused(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("DORC_SIM_IDLE_MINUTES", raising=False)
+    root = make_project(tmp_path, {"demo/main": {"main": MAIN, "functions": {"f1": OK}}}, name="idle",
+                        toml_extra="[local]\nserver_idle_minutes = 0.01\n")  # 0.6 s
+    monkeypatch.chdir(root)
+    try:
+        assert cli("run", "demo", "main", "--local", "-q").exit_code == 0
+        pid = read_info(root / ".dorc" / "local-aws").pid
+        deadline = time.monotonic() + 15
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pid_alive(pid)
+    finally:
+        stop_server(root / ".dorc" / "local-aws")
+    (root / "dorc.toml").write_text('[project]\nname = "idle"\n[local]\nserver_idle_minutes = "soon"\n')
+    ran = cli("sim", "start")
+    assert ran.exit_code == 2
+    assert "[local] server_idle_minutes = 'soon' is not a number of minutes" in ran.output
 
 
 def test_a_changed_dorc_restarts_the_server(tmp_path, monkeypatch):

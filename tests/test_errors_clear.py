@@ -149,6 +149,16 @@ def _refuse_writes(monkeypatch, under: Path, code: int) -> None:
             raise OSError(code, strerror, str(self))
         return real["mkdir"](self, *args, **kwargs)
 
+    real_open = Path.open
+
+    def open_for_writing(self, mode="r", *args, **kwargs):  # a run record is written step by step
+        if inside(self) and any(c in mode for c in "wax+"):
+            if code == errno.ENOSPC:  # created, then the disk is full
+                real_open(self, mode, *args, **kwargs).close()
+            raise OSError(code, strerror, str(self))
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_for_writing)
     monkeypatch.setattr(Path, "write_bytes", write("write_bytes"))
     monkeypatch.setattr(Path, "write_text", write("write_text"))
     monkeypatch.setattr(Path, "mkdir", mkdir)

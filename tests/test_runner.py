@@ -344,7 +344,8 @@ def test_lambda_environment_is_set_during_the_call_and_restored(project_factory,
     assert env["HOLDING_BUCKET"] == "t-holding-local"
     assert env["DORC_ENV"] == "local" and env["DORC_PIPELINE"] == "demo/main"
     assert env["MY_VAR"] == "mine"
-    assert env["AWS_ACCESS_KEY_ID"] == "testing"  # never the caller's real credentials
+    # the function's role session in the local AWS (as Lambda's), never the caller's real credentials
+    assert env["AWS_ACCESS_KEY_ID"].startswith("ASIA") and env["AWS_ACCESS_KEY_ID"] != os.environ.get("AWS_ACCESS_KEY_ID")
     assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == "/aws/lambda/demo-main-f1-local"
     assert env["AWS_PROFILE"] is None  # never the caller's profile
     assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")  # dorc's local AWS, never the caller's

@@ -1,20 +1,14 @@
 """The ``dorc`` command: parse, call the library (``dorc.api``), render. No logic lives here.
-
-Exit codes: 0 success; 1 the pipeline ran and failed; 2 invalid definition, project, command
-line or a missing tool (nothing ran); 3 an internal error in dorc (a bug: one line, and the
-traceback with ``DORC_DEBUG=1``); 130 interrupted (Ctrl-C).
-"""
+Exit codes and failures: ``dorc.cli.failures``."""
 
 from __future__ import annotations
 
-import gc
-import os
 import sys
 
 import typer
 
-from ..errors import DorcError, FileSystemError
 from . import deploy, doctor, graph, history, localstack, pipelines, plan, resume, scaffold, sim, store
+from .failures import run_guarded
 
 app = typer.Typer(
     help="Run serverless data pipelines locally, in LocalStack and in AWS from one definition.",
@@ -69,13 +63,17 @@ def command():
     import typer.core
     import typer.main
 
+    from .lean import lean_help, lean_values
+
     root = typer.main.get_command(app)
     todo = [root]
     while todo:
         cmd = todo.pop()
         todo += list(getattr(cmd, "commands", {}).values())
         cmd.get_help_option = (lambda original: lambda ctx: _untyped(original(ctx)))(cmd.get_help_option)
+        cmd.format_help = lean_help(cmd.format_help)
         for param in cmd.params:
+            lean_values(param)
             if isinstance(param, typer.core.TyperArgument):
                 name = (param.metavar or param.name or "").upper()
                 param.metavar = name
@@ -92,75 +90,31 @@ def command():
 def _untyped(option):
     """--help, made by click when help is asked for: a flag, no type shown."""
     if option is not None:
+        from .lean import lean_values
+
         option.display_type_rich = lambda ctx: None
+        lean_values(option)
     return option
 
 
-INTERNAL_ERROR = 3
-DEBUG_VAR = "DORC_DEBUG"
-
-
 def main() -> None:
-    """Console-script entry point: user mistakes become one message and exit code 2; a file the
-    machine refuses (permissions, a full disk) one message naming it; anything else is a bug in
-    dorc: one line asking for a report, exit 3, the traceback only with ``DORC_DEBUG=1``."""
-    try:
-        code = command()(standalone_mode=False)  # returns the code of a typer.Exit instead of raising it
-    except DorcError as exc:
-        from ..render import print_error
-
-        print_error(exc)
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.stderr.write("aborted\n")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
-    except Exception as exc:
-        if _is_usage_error(exc):  # bad command line: click's own message, exit 2
-            exc.show()  # type: ignore[attr-defined]
-            sys.exit(getattr(exc, "exit_code", 2) or 2)
-        if isinstance(exc, OSError) and exc.filename:  # the machine refused a file: say which, and the fix
-            from ..render import print_error
-
-            error = FileSystemError.from_os_error(exc)
-            print_error(error)
-            sys.exit(error.exit_code)
-        if os.environ.get(DEBUG_VAR, "") not in ("", "0"):
+    """Parses the command line and runs the command, failures said as ``dorc.cli.failures.run_guarded``
+    says them; a command line click refuses: click's own message, exit 2."""
+    def call():
+        try:
+            return command()(standalone_mode=False)  # returns the code of a typer.Exit instead of raising it
+        except typer.Exit as exc:
+            return exc.exit_code
+        except typer.Abort:
+            sys.stderr.write("aborted\n")
+            return 1
+        except Exception as exc:
+            if _is_usage_error(exc):
+                exc.show()  # type: ignore[attr-defined]
+                return getattr(exc, "exit_code", 2) or 2
             raise
-        _internal_error(exc)
-        sys.exit(INTERNAL_ERROR)
-    sys.exit(code if isinstance(code, int) else 0)
 
-
-def _internal_error(exc: Exception) -> None:
-    """A bug in dorc, not the user's mistake: say so in one line, where it broke, and how to see more."""
-    import traceback
-
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = next((f" at {os.path.basename(f.filename)}:{f.lineno} in {f.name}" for f in reversed(frames)
-                  if os.sep + "dorc" in f.filename), "")
-    message = str(exc).splitlines()[0] if str(exc) else ""
-    sys.stderr.write(f"internal error in dorc: {type(exc).__name__}{': ' + message if message else ''}{where}\n"
-                     f"  this is a bug in dorc, please report it with the command you ran; "
-                     f"{DEBUG_VAR}=1 shows the traceback\n")
-
-
-def console_main() -> None:
-    """The ``dorc`` executable: ``main()``, then a faster exit.
-
-    What a run loaded (moto, botocore's service models) lives until the process ends; the
-    interpreter's last garbage collections would walk all of it, about 0.3 s of a 1.5 s local run.
-    Freezing moves it out of their way; files are still flushed and closed as usual. Only for the
-    process entry point: ``main()`` called in-process (tests) keeps collecting normally.
-    """
-    try:
-        main()
-    finally:
-        gc.freeze()
+    run_guarded(call)
 
 
 def _is_usage_error(exc: Exception) -> bool:
@@ -173,5 +127,6 @@ def _is_usage_error(exc: Exception) -> bool:
             pass
     return any(isinstance(exc, cls) for cls in classes)
 
+
 if __name__ == "__main__":
-    console_main()
+    main()

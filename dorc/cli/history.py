@@ -12,8 +12,6 @@ from typing import Any, Optional
 import typer
 
 from ..errors import DorcError
-from ..project import find_project
-from ..result import json_document
 from .options import ConfigRepo
 
 CUT_LINES = 30  # a shown input, output or log is shortened to this many lines unless --full
@@ -37,7 +35,9 @@ def show(run_id: Optional[str], *, target: str, env: Optional[str], endpoint: Op
     from rich.markup import escape
 
     from .. import api
+    from ..records import payload_not_kept
     from ..render import console
+    from ..result import json_document
 
     if not run_id:
         raise DorcError("dorc runs show needs a run: its id or last",
@@ -68,6 +68,10 @@ def show(run_id: Optional[str], *, target: str, env: Optional[str], endpoint: Op
         for label in ("input", "output"):
             if label == "output" and step.get("error") and step.get("output") is None:
                 continue
+            not_kept = payload_not_kept(record, step, label)
+            if not_kept is not None:
+                out.print(f"   {label}: [yellow]not kept[/] ({escape(not_kept)})", highlight=False)
+                continue
             text, cut = _shorten(json.dumps(step.get(label), indent=2, ensure_ascii=False), full)
             shortened |= cut
             out.print(f"   {label}:")
@@ -95,6 +99,8 @@ def show(run_id: Optional[str], *, target: str, env: Optional[str], endpoint: Op
         out.print(_indent(text, 3), highlight=False, markup=False)
     if record.get("sandbox"):
         out.print(f"[dim]sandbox: {escape(str(record['sandbox']))}[/]")
+    if record.get("iam"):
+        out.print(f"[dim]iam: {escape(str(record['iam']))}[/]")
     for warning in record.get("warnings") or []:
         out.print(f"[yellow]warning:[/] {escape(str(warning))}")
     if shortened:
@@ -159,6 +165,7 @@ def logs(
 ):
     """The functions' logs: CloudWatch's in LocalStack (--target localstack), each line with its function."""
     from .. import api
+    from ..project import find_project
 
     since_ms = None if since is None else int((time.time() - _seconds(since)) * 1000)
     events = api.function_logs(instance, layer, target=target, env=env, endpoint=endpoint, functions=function,

@@ -11,8 +11,6 @@ from typing import Optional
 import typer
 
 from ..errors import DorcError, FileSystemError
-from ..project import find_project
-from ..result import RunCancelled, json_document
 from .options import ConfigRepo
 
 
@@ -34,12 +32,15 @@ def run(
     from_function: Optional[str] = typer.Option(None, "--from", metavar="FUNCTION", help="Start the layer at this function, with the input it received in the layer's last recorded run (or in --run's; or --event). Local runs only."),
     from_run: Optional[str] = typer.Option(None, "--run", metavar="ID", help="With --from: the recorded run whose input to use (its id or first characters, as dorc runs shows, its record's file name, or last)."),
     debug: bool = typer.Option(False, "--debug", help="Run the handlers attached to this terminal (stdin included) with their timeouts suspended and no spinner, so breakpoint() and pdb work. Local runs only."),
+    no_iam: bool = typer.Option(False, "--no-iam", help="Do not check the handlers' AWS calls against their functions' roles (local runs; the summary says so)."),
     watch: bool = typer.Option(False, "--watch", help="Run again whenever a file of the layers it runs (their folders) or dorc.toml changes. Ctrl-C stops watching (exit 130)."),
     config_repo: Optional[str] = ConfigRepo,
 ):
     """Run a pipeline: each function's return value is the next one's event, contracts checked on every hop."""
     from .. import api
+    from ..project import find_project
     from ..render import TerminalObserver, console, summary
+    from ..result import RunCancelled
 
     with _errors_as_json(as_json):
         if local and localstack:
@@ -64,7 +65,7 @@ def run(
         given = event is not None or trigger is not None  # --from without it: the recorded input
         run_args = dict(target=target, event=event_json if given or from_function is None else None, env=env,
                         endpoint=endpoint, deploy=not no_deploy, timeout=timeout, dry_run=dry_run,
-                        start_at=from_function, resume_from=from_run, debug=debug)
+                        start_at=from_function, resume_from=from_run, debug=debug, iam=not no_iam)
         if watch:
             from .watch import watch_runs
 
@@ -82,7 +83,8 @@ def run(
     if result is None:  # --dry-run: the calls were listed, nothing ran
         raise typer.Exit(0)
     if as_json:
-        sys.stdout.write(result.to_json(logs=False) + "\n")
+        result.write_json(sys.stdout, logs=False)  # step by step: a long chain's document is never whole in memory
+        sys.stdout.write("\n")
     else:
         summary(out, result, project=project)
     if code == 130:
@@ -110,6 +112,8 @@ def _trigger_event(api, out, instance, layer, trigger, key, event, **where) -> d
 def _errors_as_json(active: bool):
     """With --json, a run that cannot start still puts one document on stdout (the message goes
     to stderr as always, and the exit code is the same)."""
+    from ..result import json_document
+
     try:
         yield
     except DorcError as exc:
@@ -130,6 +134,8 @@ def _errors_as_json(active: bool):
 
 
 def _internal_error_as_json(active: bool, exc: Exception) -> None:
+    from ..result import json_document
+
     if active and not isinstance(exc, typer.Exit):
         sys.stdout.write(json_document({"status": "error", "exit_code": 3, "error": {
             "type": "InternalError", "message": f"{type(exc).__name__}: {exc}",
@@ -168,25 +174,9 @@ def validate(
     config_repo: Optional[str] = ConfigRepo,
 ):
     """Check definitions, handlers, the chain and AWS limits. Exit 0 valid, 2 invalid (every problem listed)."""
-    from rich.text import Text
+    from .validating import validate_and_show
 
-    from .. import api
-    from ..render import console, print_problem
-
-    out = console()
-    results = api.validate(find_project(config_repo), instance, layer, env)
-    bad = 0
-    for key, problems in results.items():
-        if problems:
-            bad += 1
-            out.print(Text.assemble(("✗ ", "bold red"), (key, "bold"), f": {len(problems)} problem(s)"))
-            for p in problems:
-                print_problem(out, p)
-        else:
-            out.print(Text.assemble(("✓ ", "bold green"), (key, "bold"), " is valid"))
-    if not results:
-        raise DorcError("no pipelines found", hint="add src/<instance>/<layer>/__main__.py under the pipeline-config folder")
-    raise typer.Exit(2 if bad else 0)
+    raise typer.Exit(validate_and_show(instance, layer, env, config_repo))
 
 
 def list_(
@@ -201,6 +191,7 @@ def list_(
     from .. import api
     from ..errors import DefinitionError
     from ..describe import run_order, trigger_words
+    from ..project import find_project
     from ..render import console
     from .plan import list_permission_lines
 

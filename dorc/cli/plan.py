@@ -9,7 +9,6 @@ from typing import Any, Optional
 
 import typer
 
-from ..render import shown_path
 from .options import ConfigRepo
 
 
@@ -61,6 +60,8 @@ def _details(res: dict, asl: bool = False) -> list[str]:
     if t == "aws:cloudwatch/logGroup:LogGroup":
         return [f"retention    {_fmt_number(i.get('retentionInDays'))} days"]
     if t == "aws:s3/bucketObjectv2:BucketObjectv2":
+        from ..render import shown_path
+
         src = i.get("source") or {}
         return [f"upload       {shown_path(src.get('path', src))}  (retained when the stack is destroyed)"]
     if t == "aws:sfn/stateMachine:StateMachine":

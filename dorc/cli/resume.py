@@ -8,8 +8,6 @@ from typing import Optional
 
 import typer
 
-from ..project import find_project
-from ..result import RunCancelled
 from .options import ConfigRepo
 
 
@@ -22,7 +20,9 @@ def rerun(
 ):
     """Run a recorded run again: same pipeline, layer, target, env and first event (a resumed run resumes at the same function with the same input). The new record links to it."""
     from .. import api
+    from ..project import find_project
     from ..render import TerminalObserver, console, summary
+    from ..result import RunCancelled
 
     project = find_project(config_repo)
     out = console()

@@ -8,7 +8,6 @@ from typing import Optional
 
 import typer
 
-from ..project import find_project
 from .options import ConfigRepo
 
 
@@ -44,6 +43,7 @@ def new(
     from rich.text import Text
 
     from .. import api
+    from ..project import find_project
     from ..render import console
 
     project = find_project(config_repo)
@@ -62,6 +62,7 @@ def invoke(
     event: Optional[str] = typer.Option(None, "--event", "-e", help="Event: JSON text or @file.json (default {})."),
     env: Optional[str] = typer.Option(None, "--env", help="Environment whose names and settings to use (default: local)."),
     as_json: bool = typer.Option(False, "--json", help="Print the step as one JSON document on stdout; logs go to stderr."),
+    no_iam: bool = typer.Option(False, "--no-iam", help="Do not check the handler's AWS calls against its function's role."),
     config_repo: Optional[str] = ConfigRepo,
 ):
     """Invoke one function alone, with Lambda's rules only (a non-2xx statusCode is a successful invocation). Exit 0 it returned, 1 it raised."""
@@ -69,13 +70,14 @@ def invoke(
 
     from .. import api
     from ..describe import format_duration
+    from ..project import find_project
     from ..render import TerminalObserver, console, print_import_fix
 
     project = find_project(config_repo)
     event_json = api.parse_event(event)
     out = console(stderr=as_json)
     step = api.invoke_function(instance, layer, function, event=event_json, env=env, project=project,
-                               observer=TerminalObserver(out))
+                               observer=TerminalObserver(out), iam=not no_iam)
     if as_json:
         sys.stdout.write(json.dumps(step.to_dict(logs=False)) + "\n")
     else:

@@ -8,8 +8,6 @@ from typing import Optional
 import typer
 
 from ..errors import DorcError
-from ..project import find_project
-from ..result import RunCancelled
 from .options import ConfigRepo
 
 store_app = typer.Typer(help="The local holding store that persists between local runs.", no_args_is_help=True)
@@ -110,6 +108,7 @@ def store_clear(
 ):
     """Delete everything local runs stored (the next processed run will need a raw run first)."""
     from .. import api
+    from ..project import find_project
     from ..render import console
 
     project = find_project(config_repo)
@@ -139,7 +138,9 @@ def store_put(
     from rich.markup import escape
 
     from .. import api
+    from ..project import find_project
     from ..render import TerminalObserver, console, summary
+    from ..result import RunCancelled
     from ..triggers import APPEAR_WITHIN
 
     if endpoint is not None and not localstack:

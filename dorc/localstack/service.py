@@ -423,6 +423,8 @@ def _start_host(port: int, folder: Path, python: str | None, progress: Progress 
     }
     if os.environ.get("DORC_LOCALSTACK_LOG_LEVEL"):
         env["LS_LOG"] = os.environ["DORC_LOCALSTACK_LOG_LEVEL"]
+    if os.environ.get("DORC_ENFORCE_IAM"):  # read by dorc's executor plugin (dorc_sim.iam.localstack_gate)
+        env["DORC_ENFORCE_IAM"] = os.environ["DORC_ENFORCE_IAM"]
     say(f"starting LocalStack {LOCALSTACK_VERSION} on {endpoint} (host mode)")
     with open(log, "ab") as fh:
         proc = subprocess.Popen([str(venv_py), "-m", "localstack.runtime.main"], cwd=str(folder), env=env,

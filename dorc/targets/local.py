@@ -23,7 +23,8 @@ from . import asl
 
 TARGET = "local"
 DEFAULT_ENV = "local"  # the environment whose names a run uses unless --env says otherwise
-OPTIONS: tuple[str, ...] = ("start_at", "debug")  # run options this target takes (see dorc.api.run_pipeline)
+OPTIONS: tuple[str, ...] = ("start_at", "debug", "no_iam")  # run options this target takes (see dorc.api.run_pipeline)
+IAM_OFF = "off (--no-iam)"
 
 
 def local_environment(plan: LayerPlan, fn: FunctionPlan, fixtures: Fixtures) -> dict[str, str]:
@@ -64,11 +65,15 @@ class _Sandboxes:
     """One sandbox per function of the run, started on its first call and ended with the run;
     what each could enforce and which Python ran it, for the run's result."""
 
-    def __init__(self, project, aws: LocalAWS, observer: Observer, debug: bool):
+    def __init__(self, project, aws: LocalAWS, observer: Observer, debug: bool,
+                 credentials: dict[str, dict] | None = None):
+        from dorc_sim.sandbox.forkserver import ForkServers
         from dorc_sim.sandbox.isolation import probe
 
+        self._servers = ForkServers()  # a fork server per runtime Python: sandboxes start as forks of it
         self._project = project
         self._aws = aws
+        self._credentials = credentials  # role name -> its session; None: --no-iam
         self._observer = observer
         self._debug = debug
         self.isolation = probe()
@@ -114,7 +119,8 @@ class _Sandboxes:
         try:
             python = find_interpreter(fn.runtime)
             runtime = str(runtime_dir())
-            access = self._aws.sandbox_environment()
+            access = self._aws.sandbox_environment(
+                None if self._credentials is None else self._credentials[fn.role_name])
         except (InterpreterError, RuntimeDirError, LocalAWSServerError) as exc:
             raise ToolMissingError(f"{plan.key}/{fn.key}: {exc.message}", hint=exc.hint) from None
         if not python.exact and python.note not in self.notes:
@@ -126,7 +132,7 @@ class _Sandboxes:
             access=access, attached=self._debug, hide=[home_aws],
         )
         shown = _SourcePaths(str(root.path), fn.source_dir)
-        box = Sandbox(spec, self.isolation, sink=lambda line: self._observer.log(shown(line)))
+        box = Sandbox(spec, self.isolation, sink=lambda line: self._observer.log(shown(line)), servers=self._servers)
         box.shown = shown
         return box
 
@@ -139,6 +145,7 @@ class _Sandboxes:
         for box in self._open.values():
             box.close()
         self._open.clear()
+        self._servers.close()
 
     @property
     def line(self) -> str:
@@ -230,7 +237,7 @@ class _Backend:
             logs=inv.logs, max_memory_mb=inv.max_memory_mb,
             error=StepError(inv.error.type, inv.error.message, inv.error.stack_trace) if inv.error else None,
         )
-        self._result.steps.append(step)
+        self._result.add_step(step)  # large payloads go to the run's spool file, not memory
         self._observer.step_finished(step)
         if inv.error is not None:
             return asl.TaskOutcome(error=inv.error.type, cause=json.dumps(inv.error.to_lambda()))
@@ -261,21 +268,45 @@ def _sandboxed(result: RunResult, sandboxes: _Sandboxes) -> None:
     result.warnings.extend(n for n in sandboxes.notes if n not in result.warnings)
 
 
+def _role_sessions(aws: LocalAWS, plans, result: RunResult, no_iam: bool) -> dict[str, dict] | None:
+    """Every function's role in the local IAM, as the plan grants it, and the session its sandbox
+    calls AWS with (as Lambda gives each function its execution role's credentials). ``None``
+    with ``--no-iam``: the sandboxes call as the administrator, and the run says so."""
+    from ..plan import function_policy
+
+    if no_iam:
+        result.iam = IAM_OFF
+        return None
+    functions = {fn.role_name: fn for plan in plans for fn in plan.functions}
+    answer = aws.role_sessions([{"name": name, "policy": function_policy(fn), "managed": list(fn.managed_policies),
+                                 "session": fn.name} for name, fn in functions.items()])
+    for role, arns in sorted(answer.get("unknown_managed", {}).items()):
+        for arn in arns:
+            note = (f"managed policy {arn} (role {role}) is not known to the local AWS, so the calls only it "
+                    f"allows are refused locally: declare them as Permission(...), or run with --no-iam")
+            if note not in result.warnings:
+                result.warnings.append(note)
+    result.iam = "enforced"
+    return answer["credentials"]
+
+
 def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project,
-        observer: Observer | None = None, start_at: str | None = None, debug: bool = False) -> RunResult:
+        observer: Observer | None = None, start_at: str | None = None, debug: bool = False,
+        no_iam: bool = False) -> RunResult:
     """Run the layer ``start`` (an ``instance/layer`` key of ``plans``) and any it hands over to.
 
     ``plans`` holds every layer the run may reach; the caller builds them once. ``start_at``: a
     function of ``start`` to enter the layer's state machine at (``dorc run --from``).
     ``debug``: handlers attached to the terminal, no timeout (``dorc run --debug``).
+    ``no_iam``: the handlers' AWS calls are not checked against their roles (``--no-iam``).
     """
     observer = observer or NullObserver()
     first = plans[start]
-    result = RunResult(pipeline=first.instance, layer=first.layer, target=TARGET, env=first.env)
+    result = RunResult(pipeline=first.instance, layer=first.layer, target=TARGET, env=first.env).spool_in(project.state_dir)
     buckets = sorted({p.holding_bucket for p in plans.values()})
     with (Fixtures.for_plans(plans) as fixtures,
-          LocalAWS(project.local_aws_dir, first.region, buckets) as aws):
-        sandboxes = _Sandboxes(project, aws, observer, debug)
+          LocalAWS(project.local_aws_dir, first.region, buckets, project.settings.server_idle_minutes) as aws):
+        sandboxes = _Sandboxes(project, aws, observer, debug, _role_sessions(aws, plans.values(), result, no_iam))
         try:
             backend = _Backend(plans, fixtures, observer, result, sandboxes)
             entry = first.function(start_at) if start_at else (first.functions[0] if first.functions else None)
@@ -296,7 +327,7 @@ def run(plans: dict[str, LayerPlan], start: str, event_json: bytes, *, project,
 
 
 def invoke_function(plan: LayerPlan, function: str, event_json: bytes, *, project,
-                    observer: Observer | None = None) -> StepResult:
+                    observer: Observer | None = None, no_iam: bool = False) -> StepResult:
     """One function alone, with the same runtime, environment and local AWS as in a run.
 
     Only Lambda's own rules apply (no state machine around it): a non-2xx ``statusCode`` is a
@@ -306,8 +337,10 @@ def invoke_function(plan: LayerPlan, function: str, event_json: bytes, *, projec
     fn = plan.function(function)
     result = RunResult(pipeline=plan.instance, layer=plan.layer, target=TARGET, env=plan.env)
     with (Fixtures.for_plans([plan]) as fixtures,
-          LocalAWS(project.local_aws_dir, plan.region, [plan.holding_bucket]) as aws):
-        sandboxes = _Sandboxes(project, aws, observer, debug=False)
+          LocalAWS(project.local_aws_dir, plan.region, [plan.holding_bucket],
+                   project.settings.server_idle_minutes) as aws):
+        sandboxes = _Sandboxes(project, aws, observer, debug=False,
+                               credentials=_role_sessions(aws, [plan], result, no_iam))
         try:
             _Backend({plan.key: plan}, fixtures, observer, result, sandboxes).invoke_lambda(fn.arn, fn.key, event_json)
         finally:

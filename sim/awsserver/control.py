@@ -30,6 +30,10 @@ START_LOCK = "server.lock"
 CLIENTS_LOCK = "clients.lock"
 LOG = "server.log"
 HEALTH_PATH = "/__dorc__/health"
+ROLES_PATH = "/__dorc__/roles"  # POST: functions' roles and their sessions (``dorc_sim.iam.roles``)
+# The one account of the local AWS: LocalStack's default, and the plan's for local runs
+# (``dorc.plan.LOCAL_ACCOUNT_ID``), so ARNs in grants name what the handlers reach.
+ACCOUNT = "000000000000"
 IDLE_VAR = "DORC_SIM_IDLE_MINUTES"
 DEFAULT_IDLE_MINUTES = 15.0
 START_TIMEOUT_S = 60.0
@@ -60,10 +64,11 @@ class ServerInfo:
 
 
 def digest() -> str:
-    """What the server runs: this package's code and moto's version."""
+    """What the server runs: this package's code, the IAM checks it installs, and moto's version."""
     h = hashlib.sha256()
-    for p in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    here = Path(__file__).parent
+    for p in sorted([*here.glob("*.py"), *(here.parent / "iam").glob("*.py")]):
+        h.update(p.parent.name.encode() + b"/" + p.name.encode() + b"\0" + p.read_bytes())
     try:
         h.update(version("moto").encode())
     except PackageNotFoundError:
@@ -138,9 +143,11 @@ def lease(state: Path):
         yield
 
 
-def ensure(state: Path) -> ServerInfo:
+def ensure(state: Path, idle: float | None = None) -> ServerInfo:
     """The running server of ``state``, started if none runs (or one of another dorc does).
-    Two callers at once end up on one server: the start happens under ``server.lock``."""
+    Two callers at once end up on one server: the start happens under ``server.lock``.
+    ``idle``: minutes without a request before a server started here stops (the config repo's
+    ``[local] server_idle_minutes``; ``$DORC_SIM_IDLE_MINUTES`` wins)."""
     state = Path(state).resolve()
     want = digest()
     info = running(state)
@@ -152,15 +159,15 @@ def ensure(state: Path) -> ServerInfo:
             return info
         if info is not None:
             _terminate(info)
-        return _spawn(state)
+        return _spawn(state, idle)
 
 
-def _spawn(state: Path) -> ServerInfo:
+def _spawn(state: Path, idle: float | None = None) -> ServerInfo:
     log = state / LOG
     (state / INFO).unlink(missing_ok=True)
     offset = log.stat().st_size if log.exists() else 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.setdefault(IDLE_VAR, str(idle_minutes()))
+    env.setdefault(IDLE_VAR, str(idle_minutes() if os.environ.get(IDLE_VAR) or idle is None else idle))
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "dorc_sim.awsserver", "--state", str(state)],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=str(state),

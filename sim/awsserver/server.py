@@ -42,6 +42,9 @@ class WriteThrough:
         if environ.get("PATH_INFO", "") == control.HEALTH_PATH:  # `dorc sim status` is not use: no activity
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(self._health)))])
             return [self._health]
+        if environ.get("PATH_INFO", "") == control.ROLES_PATH and environ.get("REQUEST_METHOD") == "POST":
+            self.last_request = time.monotonic()
+            return _roles(environ, start_response)
         self.last_request = time.monotonic()
         with self._count:
             self.in_flight += 1
@@ -65,6 +68,23 @@ class WriteThrough:
             with self._count:
                 self.in_flight -= 1
             self.last_request = time.monotonic()
+
+
+def _roles(environ, start_response):
+    """The functions' roles as the plan grants them, and a session for each (one call a run)."""
+    from dorc_sim.iam import roles
+
+    try:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        request = json.loads(environ["wsgi.input"].read(size) or b"{}")
+        answer, status = roles.ensure(request["roles"], account=control.ACCOUNT,
+                                      region=request.get("region") or "us-east-1"), "200 OK"
+    except Exception as exc:  # noqa: BLE001 — said to the client, which names the run that asked
+        logging.getLogger("dorc_sim.awsserver").exception("setting up roles failed")
+        answer, status = {"error": f"{type(exc).__name__}: {exc}"}, "400 Bad Request"
+    body = json.dumps(answer).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def _s3_target(environ) -> tuple[str, str | None] | None:
@@ -133,10 +153,9 @@ def persist(state: Path, bucket_name: str, key: str | None) -> None:
 
 def load(state: Path) -> int:
     """The folder into moto, before the server answers anyone."""
-    from moto.core import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
 
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    backend = s3_backends[control.ACCOUNT]["aws"]
     n = 0
     for bucket, region, key, body, meta in store.load(state):
         if key is None:
@@ -156,10 +175,18 @@ def main(argv: list[str] | None = None) -> None:
     idle_s = control.idle_minutes() * 60
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.environ.pop("AWS_ENDPOINT_URL", None)
-    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       # every request in one account, whoever signs it (moto reads these at import)
+                       "MOTO_ACCOUNT_ID": control.ACCOUNT,
+                       # AWS's managed policies exist, so a function may be granted one by ARN
+                       "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"})
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import WSGIRequestHandler, make_server
+
+    from dorc_sim.iam import moto_hook
+
+    moto_hook.install()  # calls signed with a function's role session are checked (IAM)
 
     try:
         n = load(state)

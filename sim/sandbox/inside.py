@@ -8,6 +8,7 @@ LocalStack). Standard library only (and lean: each sandbox's start-up pays for i
 
 from __future__ import annotations
 
+import _thread
 import errno
 import json
 import os
@@ -49,26 +50,41 @@ def private_fds(*fds: int) -> None:
 
 
 def enter(task_root: str, runtime_dir: str, *, namespaces: bool, tmp_mb: int, hide: list[str],
-          keep: list[str] | None = None) -> list[str]:
+          keep: list[str] | None = None, host_sealed: bool = False) -> list[str]:
     """Lambda's file system (in namespaces), working folder, ``sys.path`` and semaphores; returns
-    what could not be enforced."""
+    what could not be enforced. ``host_sealed``: the host's file systems are read-only already
+    (a fork server did it once: ``isolation.seal_host``)."""
     missing: list[str] = []
     if namespaces:
         from . import isolation
 
-        kept = [task_root, sys.prefix, sys.base_prefix, os.path.dirname(sys.executable),
-                *(p for p in sys.path if p), *(keep or [])]
-        if runtime_dir:
-            kept.append(runtime_dir)
-            for name in os.listdir(runtime_dir):  # the SDK and the simulator are links to dorc's files
-                kept.append(os.path.realpath(os.path.join(runtime_dir, name)))
-        missing = isolation.enter(isolation.Mounts(task_root=task_root, tmp_mb=tmp_mb, keep=kept, hide=hide))
+        kept = [task_root, *own_files(runtime_dir), *(keep or [])]
+        missing = isolation.enter(isolation.Mounts(task_root=task_root, tmp_mb=tmp_mb, keep=kept, hide=hide,
+                                                   sealed=host_sealed))
     os.chdir(task_root)
     # Lambda's sys.path: the task root first, then the runtime's SDK, then the standard library
     rest = [p for p in sys.path if p and p not in (runtime_dir, task_root)]
     sys.path[:] = [task_root, *([runtime_dir] if runtime_dir else []), *rest]
     no_semaphores()
     return missing
+
+
+_own_files: dict[str, list[str]] = {}
+
+
+def own_files(runtime_dir: str) -> list[str]:
+    """What the worker itself needs of the host's ``/tmp`` (its Python, the runtime dir and what
+    it links to): resolved once per process, so a fork server's sandboxes do not look again."""
+    if runtime_dir not in _own_files:
+        from . import isolation
+
+        paths = [sys.prefix, sys.base_prefix, os.path.dirname(sys.executable), *(p for p in sys.path if p)]
+        if runtime_dir:
+            paths.append(runtime_dir)
+            for name in os.listdir(runtime_dir):  # the SDK and the simulator are links to dorc's files
+                paths.append(os.path.join(runtime_dir, name))
+        _own_files[runtime_dir] = isolation.under_tmp(paths)
+    return _own_files[runtime_dir]
 
 
 def no_semaphores() -> None:
@@ -107,7 +123,9 @@ class FdLog:
         self._seen = threading.Condition()
         self._synced = 0
         self._asked = 0
-        threading.Thread(target=self._drain, args=(read_fd,), daemon=True, name="fd-log").start()
+        # not threading.Thread: its start() waits until the thread runs (a sandbox's start-up),
+        # and the handler's threading.enumerate() lists its own threads only, as in Lambda
+        _thread.start_new_thread(self._drain, (read_fd,))
 
     def _drain(self, fd: int) -> None:
         pending = ""

@@ -131,16 +131,22 @@ class Mounts:
 
     task_root: str
     tmp_mb: int = 512
-    read_only: bool = True  # every host file system read-only, as Lambda's are outside /tmp
+    sealed: bool = False  # ``seal_host`` ran where this namespace was copied from: the host is read-only already
     keep: list[str] = field(default_factory=list)  # host paths under /tmp the worker needs
     hide: list[str] = field(default_factory=list)  # folders to cover with an empty read-only tmpfs
     writable: list[str] = field(default_factory=list)  # host folders the worker itself writes (its logs)
 
 
+_loaded_libc = None
+
+
 def _libc():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-    return libc
+    global _loaded_libc
+    if _loaded_libc is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+        _loaded_libc = libc
+    return _loaded_libc
 
 
 def _mount(libc, source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -176,32 +182,73 @@ def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
+def _private(libc) -> bool:
+    try:
+        _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)  # nothing below leaks to the host
+        return True
+    except OSError:
+        return False
+
+
+def _read_only_everywhere(libc) -> list[str]:
+    try:
+        _mount(libc, "/", "/", None, MS_BIND | MS_REC)  # "/" itself may not be a mount of its own
+        for point in sorted(set(_mount_points()), key=len):
+            if any(_under(point, special) for special in _SPECIAL):
+                continue
+            try:
+                _remount_read_only(libc, point)
+            except OSError:
+                if point == "/":
+                    raise
+    except OSError:
+        return [GUARANTEES["root"]]
+    return []
+
+
+_NOTHING_HELD = ("root", "tmp", "task_root", "shm")
+
+
+def seal_host() -> list[str]:
+    """Once per fork server (``dorc_sim.sandbox.zygote``), in its own mount namespace: the part of
+    ``enter`` that is the same for every function (every host file system read-only, a remount
+    per mount point; no /dev/shm). Its sandboxes then ``enter`` with ``Mounts(sealed=True)``."""
+    libc = _libc()
+    if not _private(libc):
+        return [GUARANTEES[g] for g in _NOTHING_HELD]
+    return _read_only_everywhere(libc) + _no_shm(libc)
+
+
+def _no_shm(libc, folders: tuple[str, ...] = ("/dev/shm",)) -> list[str]:
+    for folder in folders:
+        if not os.path.isdir(folder):
+            continue
+        try:
+            _mount(libc, "tmpfs", folder, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=555")
+        except OSError:
+            if folder == "/dev/shm":
+                return [GUARANTEES["shm"]]
+    return []
+
+
+def under_tmp(paths: list[str]) -> list[str]:
+    """The existing ones of ``paths`` that are under ``/tmp``, resolved, none under another."""
+    keep = sorted({real for real in map(os.path.realpath, paths) if _under(real, "/tmp") and os.path.exists(real)},
+                  key=len)
+    return [p for i, p in enumerate(keep) if not any(_under(p, q) for q in keep[:i])]
+
+
 def enter(mounts: Mounts) -> list[str]:
     """Inside the namespaces: make the file system Lambda's. Returns what could not be done (as
     phrases of ``GUARANTEES``); the worker goes on with what held and dorc reports it."""
     missing: list[str] = []
     libc = _libc()
-    try:
-        _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)  # nothing below leaks to the host
-    except OSError:
-        return [GUARANTEES["root"], GUARANTEES["tmp"], GUARANTEES["task_root"], GUARANTEES["shm"]]
-    if mounts.read_only:  # before /tmp's tmpfs, which stays writable
-        try:
-            _mount(libc, "/", "/", None, MS_BIND | MS_REC)  # "/" itself may not be a mount of its own
-            for point in sorted(set(_mount_points()), key=len):
-                if any(_under(point, special) for special in _SPECIAL):
-                    continue
-                try:
-                    _remount_read_only(libc, point)
-                except OSError:
-                    if point == "/":
-                        raise
-        except OSError:
-            missing.append(GUARANTEES["root"])
+    if not mounts.sealed:
+        if not _private(libc):
+            return [GUARANTEES[g] for g in _NOTHING_HELD]
+        missing += _read_only_everywhere(libc)  # before /tmp's tmpfs, which stays writable
     # /tmp: private and capped; what the worker itself needs from the host's /tmp is bound back
-    keep = sorted({os.path.realpath(p) for p in mounts.keep if _under(os.path.realpath(p), "/tmp")
-                   and os.path.exists(p)}, key=len)
-    keep = [p for i, p in enumerate(keep) if not any(_under(p, q) for q in keep[:i])]
+    keep = under_tmp(mounts.keep)
     held = {p: os.open(p, os.O_PATH) for p in keep}
     try:
         _mount(libc, "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(mounts.tmp_mb)}m,mode=1777")
@@ -233,16 +280,28 @@ def enter(mounts: Mounts) -> list[str]:
                 _mount(libc, None, folder, None, MS_REMOUNT | MS_BIND | kept)
             except OSError:
                 pass
-    for folder in ["/dev/shm", *mounts.hide]:
-        if not os.path.isdir(folder):
-            continue
-        try:
-            _mount(libc, "tmpfs", folder, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=555")
-        except OSError:
-            if folder == "/dev/shm":
-                missing.append(GUARANTEES["shm"])
+    missing += _no_shm(libc, tuple(mounts.hide) if mounts.sealed else ("/dev/shm", *mounts.hide))
     try:  # the PID namespace's own /proc: the handler sees its processes, not the host's
         _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     except OSError:
         pass
     return missing
+
+
+# -- namespaces for the fork server (Linux) ---------------------------------------------------------
+
+CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
+
+
+def unshare(flags: int) -> None:
+    """unshare(2) (``os.unshare`` exists only from Python 3.12)."""
+    if _libc().unshare(flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    """setns(2): back into a namespace this process holds ``fd`` of."""
+    if _libc().setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), "setns")

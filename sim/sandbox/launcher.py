@@ -9,10 +9,14 @@ of it counts against the timeout, as Lambda's suppressed init does).
 
 One ``Sandbox`` is one execution environment: warm for the next call of the same function in
 the run, replaced by a new one (a cold start) after a crash, a timeout or an out-of-memory kill.
+Where a fork server can start it (``dorc_sim.sandbox.forkserver``: the full sandbox, not
+attached to the terminal) it is a fork of the server, which costs a few milliseconds instead of
+an interpreter's start-up; otherwise, or when the server fails, the worker starts on its own.
 """
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import queue
@@ -27,8 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..runtime import (FunctionSpec, InvocationError, InvocationResult, exit_error, iso_now, lambda_environment,
-                       report_line, timeout_text)
+from ..runtime import (
+    FunctionSpec,
+    InvocationError,
+    InvocationResult,
+    exit_error,
+    iso_now,
+    lambda_environment,
+    report_line,
+    timeout_text,
+)
+from .forkserver import Forked, ForkServerError, ForkServers, startup_alike
 from .isolation import Isolation, command_prefix
 from .outside import INIT_LIMIT, exit_words, kill, messages
 
@@ -72,13 +85,17 @@ def process_environment(spec: SandboxSpec, log_stream: str) -> dict[str, str]:
 class Sandbox:
     """One function's execution environment; ``sink`` hears each log line as it comes."""
 
-    def __init__(self, spec: SandboxSpec, isolation: Isolation, sink: Callable[[str], None] | None = None):
+    def __init__(self, spec: SandboxSpec, isolation: Isolation, sink: Callable[[str], None] | None = None,
+                 servers: ForkServers | None = None):
+        """``servers``: the run's fork servers, to start this sandbox by a fork where one can."""
         self.spec = spec
         self.isolation = isolation
+        self._servers = servers
         self.missing: list[str] = list(isolation.missing)  # what this sandbox could not enforce
         self.python_version: str | None = None
         self._sink = sink or (lambda line: None)
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen | Forked | None = None
+        self._forked = False  # started by a fork server (else: a worker started on its own)
         self._warm = False  # the handler's module is imported (the next call has no Init)
         self._ready = False  # the worker said it is ready
         self._commands = None
@@ -87,6 +104,11 @@ class Sandbox:
         self._tmpdir: str | None = None  # the portable sandbox's TMPDIR
         self._log_stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[$LATEST]{uuid.uuid4().hex}"
 
+    @property
+    def forked(self) -> bool:
+        """Its worker is a fork of a fork server (``dorc_sim.sandbox.zygote``), not started on its own."""
+        return self._forked
+
     # -- life ---------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the worker without waiting for it (a run starts the next function's sandbox while
@@ -94,7 +116,13 @@ class Sandbox:
         if self._proc is None:
             self._spawn()
 
-    def _spawn(self) -> None:
+    def _server(self):
+        spec = self.spec
+        if self._servers is None or spec.attached:
+            return None
+        return self._servers.server(spec.python, spec.runtime_dir, self.isolation)
+
+    def _spawn(self, on_its_own: bool = False) -> None:
         spec = self.spec
         settings_r, settings_w = os.pipe()
         channel_r, channel_w = os.pipe()
@@ -105,30 +133,41 @@ class Sandbox:
             "namespaces": self.isolation.namespaces, "tmp_mb": spec.ephemeral_mb, "hide": spec.hide,
             "attached": spec.attached,
         }
-        cmd = [*command_prefix(self.isolation), spec.python, "-I", "-S", str(WORKER), str(settings_r), str(channel_w)]
         env = process_environment(spec, self._log_stream)
         if not self.isolation.namespaces:  # no private /tmp: at least Python's tempfile is private
             self._tmpdir = tempfile.mkdtemp(prefix="dorc-sandbox-")
             env["TMPDIR"] = self._tmpdir
-        try:
-            self._proc = subprocess.Popen(
-                cmd, pass_fds=(settings_r, channel_w), env=env, cwd=spec.function.source_dir,
-                stdin=None if spec.attached else subprocess.DEVNULL,
-                stdout=None if spec.attached else subprocess.DEVNULL,
-                stderr=None if spec.attached else self._diagnostics,
-                start_new_session=not spec.attached,
-            )
-        except OSError as exc:
-            for fd in (settings_r, settings_w, channel_r, channel_w):
-                os.close(fd)
-            raise SandboxError(f"cannot start {spec.python} for {spec.function.name}: {exc}") from None
+        server = None if on_its_own else self._server()
+        self._proc = None
+        if server is not None and startup_alike(env, server.environment):
+            try:
+                self._proc = server.fork(env, spec.function.source_dir,
+                                         (settings_r, channel_w, self._diagnostics.fileno()))
+            except ForkServerError:
+                self._proc = None
+        self._forked = self._proc is not None
+        if self._proc is None:
+            cmd = [*command_prefix(self.isolation), spec.python, "-I", "-S", str(WORKER), str(settings_r),
+                   str(channel_w)]
+            try:
+                self._proc = subprocess.Popen(
+                    cmd, pass_fds=(settings_r, channel_w), env=env, cwd=spec.function.source_dir,
+                    stdin=None if spec.attached else subprocess.DEVNULL,
+                    stdout=None if spec.attached else subprocess.DEVNULL,
+                    stderr=None if spec.attached else self._diagnostics,
+                    start_new_session=not spec.attached,
+                )
+            except OSError as exc:
+                for fd in (settings_r, settings_w, channel_r, channel_w):
+                    os.close(fd)
+                raise SandboxError(f"cannot start {spec.python} for {spec.function.name}: {exc}") from None
         os.close(settings_r)
         os.close(channel_w)
         self._commands = os.fdopen(settings_w, "w", encoding="utf-8")
         self._messages = queue.Queue()
         self._arrivals = _Arrivals()
-        threading.Thread(target=self._read, args=(channel_r, self._messages), daemon=True,
-                         name=f"sandbox-{spec.function.name}").start()
+        # not threading.Thread: its start() waits until the thread runs, a hop's time in a chain
+        _thread.start_new_thread(self._read, (channel_r, self._messages))
         self._write(settings)
         self._ready = False
 
@@ -144,13 +183,26 @@ class Sandbox:
                 self.missing += [m for m in msg.get("missing", []) if m not in self.missing]
                 self.python_version = msg.get("python")
                 self._ready = True
+                if self._servers is not None:
+                    self._servers.one_ready()
                 return
             if msg["t"] == "log":  # nothing should be said before ready; keep it for the error
+                continue
+            if self._forked:  # the fork server's failure is not the function's: start it on its own
+                self._fork_failed()
+                deadline = time.monotonic() + READY_LIMIT
                 continue
             said = self._said()
             self.close()
             raise SandboxError(f"the sandbox for {spec.function.name} did not start ({spec.python})"
                                + (f":\n{said}" if said else ""))
+
+    def _fork_failed(self) -> None:
+        proc = self._proc
+        if isinstance(proc, Forked) and not proc.server.alive():
+            proc.server.failed = True  # not asked again in this run
+        self.close()
+        self._spawn(on_its_own=True)
 
     def _read(self, fd: int, queue_: queue.Queue) -> None:
         """Reads the worker's messages as they come, whatever dorc is doing meanwhile (showing a
@@ -170,8 +222,11 @@ class Sandbox:
 
     def _write(self, message: dict) -> None:
         assert self._commands is not None
-        self._commands.write(json.dumps(message) + "\n")
-        self._commands.flush()
+        try:
+            self._commands.write(json.dumps(message) + "\n")
+            self._commands.flush()
+        except OSError:  # the worker is gone (BrokenPipeError): its channel's end says how
+            pass
 
     def _said(self) -> str:
         if self._diagnostics is None:
@@ -185,7 +240,8 @@ class Sandbox:
 
     def close(self) -> None:
         """End the environment and everything it started (threads, children): at once, as
-        Lambda's freeze-then-reclaim looks to the handler."""
+        Lambda's freeze-then-reclaim looks to the handler. A fork server's sandbox is killed
+        without waiting for its end (its server waits for it when the run ends)."""
         proc, self._proc = self._proc, None
         self._warm = False
         if self._commands is not None:
@@ -195,7 +251,7 @@ class Sandbox:
                 pass
             self._commands = None
         if proc is not None:
-            kill(proc)
+            _end(proc, wait=False)
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
@@ -203,7 +259,7 @@ class Sandbox:
             self._diagnostics.close()
             self._diagnostics = None
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -230,11 +286,12 @@ class Sandbox:
         invoke_started: float | None = sent if self._warm else None
         init_ms: float | None = None
         peak_mb = 0
-        watcher = _MemoryWatch(self._proc.pid) if self._proc is not None else None
+        pid = self._proc.pid if self._proc is not None else None
+        watcher = _MemoryWatch(pid) if pid is not None else None
         previous_int = signal.getsignal(signal.SIGINT) if attached else None
         if attached and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the debugger's, not dorc's
-        checked = 0.0
+        checked = sent  # a call shorter than MEMORY_POLL is not looked at (the worker reports its own peak)
         try:
             while True:
                 # the deadline is judged on when messages came (the reader thread stamps them),
@@ -280,7 +337,7 @@ class Sandbox:
     # -- how a call ends ----------------------------------------------------------------------
     def _kill_now(self) -> None:
         if self._proc is not None:
-            kill(self._proc)
+            _end(self._proc)
 
     def _show_backlog(self, log, until: float) -> None:
         """What the handler wrote before its deadline and dorc had not shown yet: kept whole for
@@ -318,6 +375,7 @@ class Sandbox:
         """The sandbox is gone mid-call: Lambda's own lines end the log (END, REPORT)."""
         duration = self.spec.function.timeout * 1000 if timed_out else (
             (time.monotonic() - started) * 1000 if started is not None else 0.0)
+        self._kill_now()  # gone before the step is reported
         self.close()
         for line in error.log_lines or []:
             log(line)
@@ -353,6 +411,13 @@ class Sandbox:
                 error.log_lines = said.splitlines()
         error.log_lines = [*(error.log_lines or []), error.message, "Runtime.ExitError"]
         return self._ended(request_id, lines, log, error, init_ms, started, peak_mb)
+
+
+def _end(proc: subprocess.Popen | Forked, wait: bool = True) -> None:
+    if isinstance(proc, Forked):
+        proc.kill(wait=5.0 if wait else 0.0)
+    else:
+        kill(proc)
 
 
 class _Arrivals:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
+import time
 
 INIT_LIMIT = 10.0  # seconds of Init before the rest of it counts against the timeout (as Lambda)
 
@@ -46,7 +48,11 @@ def messages(fd: int):
 
 def kill(proc: subprocess.Popen, wait: float = 5.0) -> bool:
     """SIGKILL the sandbox's session (its first process, and with it a PID namespace's every
-    process), then reap it; False when it did not end within ``wait`` seconds."""
+    process), then reap it; False when it did not end within ``wait`` seconds. Its own children
+    (under ``unshare``: the namespace's first process, which takes every other with it) are
+    killed and waited for too, so that nothing of the sandbox is left when this returns."""
+    deadline = time.monotonic() + wait
+    children = _pidfds(_children(proc.pid))
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -55,8 +61,37 @@ def kill(proc: subprocess.Popen, wait: float = 5.0) -> bool:
         proc.kill()
     except ProcessLookupError:
         pass
+    for pidfd in children:
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
+            pass
     try:
         proc.wait(timeout=wait)
-        return True
+        ended = True
     except subprocess.TimeoutExpired:
-        return False
+        ended = False
+    for pidfd in children:
+        try:
+            ended = bool(select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]) and ended
+        finally:
+            os.close(pidfd)
+    return ended
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(c) for c in fh.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _pidfds(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            out.append(os.pidfd_open(pid))
+        except (AttributeError, OSError):  # gone already, or no pidfds here (not Linux)
+            pass
+    return out

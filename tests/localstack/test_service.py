@@ -268,6 +268,12 @@ class _Deployer:
         self.role = self.iam.create_role(RoleName="dorc-test-role", AssumeRolePolicyDocument=json.dumps({
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {
                 "Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}}]}))["Role"]["Arn"]
+        # what these functions and the state machine do, as AWS would require it (dorc's executor
+        # enforces IAM in LocalStack)
+        self.iam.put_role_policy(RoleName="dorc-test-role", PolicyName="test", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"], "Resource": "arn:aws:s3:::dorc-test-bucket/*"},
+                {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "*"}]}))
         self.arns: dict[str, str] = {}
 
     def deploy(self, name: str, source: str, *, timeout: int = 10, memory: int = 128, env: dict | None = None) -> str:
