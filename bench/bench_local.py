@@ -20,6 +20,9 @@ Two measurements:
    (``gc.freeze()``: the "equal floor"); python-lambda-local running one trivial handler;
    ``dorc --help`` and ``dorc validate``. Then census raw once more in-process per tree
    (``dorc.api.run_pipeline``) to split each step: the wait for its worker, Init, Duration.
+   Every timed ``dorc`` runs cold (``DORC_DAEMON=off``) except the warm row: the same census run
+   served by this tree's ``dorc daemon``, started in a folder of the bench's own and stopped by
+   its PID when the rounds end.
 2. per hop: generated chains of N trivial functions (``return event``; N = 1, 10, 100), run with
    ``dorc.api.run_pipeline`` in a fresh process per tree. Each hop is split with an observer's
    timestamps and the step's REPORT line (see ``HopClock``); the cost of a hop over a 1-function
@@ -189,6 +192,10 @@ def process_commands(tr: dict[str, dict[str, Any]], work: Path, hops: Path) -> l
                        str(hops / name)]
                 label = f"`dorc invoke` of one trivial function ({tree['label']})"
             out.append({"key": f"{what}_{name}", "label": label, "cmd": cmd, "env": tree["env"], "cwd": str(work)})
+    if "warm_env" in tr["this"]:  # the same census run, served by this tree's `dorc daemon`
+        out.insert(1, {"key": "run_warm", "label": "`dorc run census raw --local -q` (this tree, warm: dorc daemon)",
+                       "cmd": [*dorc, "run", "census", "raw", "--local", "-q", "--config-repo", tr["this"]["census_copy"]],
+                       "env": tr["this"]["warm_env"], "cwd": str(work)})
     env = process_env()
     out += [
         {"key": "python_pass", "label": "floor: `python -c pass`", "cmd": [sys.executable, "-c", "pass"]},
@@ -255,23 +262,56 @@ def run_once(c: dict[str, Any]) -> float:
     if proc.returncode != 0:
         raise BenchError(f"{' '.join(c['cmd'])} exited {proc.returncode}\n--- stdout\n{proc.stdout.decode()[-2000:]}"
                          f"\n--- stderr\n{proc.stderr.decode()[-2000:]}")
+    if c["key"] == "run_warm" and b"daemon is stale" in proc.stderr:
+        raise BenchError("the warm run did not use the daemon (it is stale): " + proc.stderr.decode()[-500:])
     return dt
 
 
+class WarmDaemon:
+    """This tree's ``dorc daemon``, in a folder of the bench's own (``DORC_DAEMON_DIR``), for the
+    warm row; stopped by its PID (``dorc daemon stop``) when the rounds end. Left out, with the
+    reason, where it cannot start (an older dorc, no Linux namespaces)."""
+
+    def __init__(self, tree: dict[str, Any], work: Path):
+        self.env = {**tree["env"], "DORC_DAEMON_DIR": str(work / "daemon")}
+        self.env.pop("DORC_DAEMON", None)
+        self.started = False
+        start = subprocess.run([*benchlib.dorc_command(), "daemon", "start"], capture_output=True, text=True,
+                               env=self.env, cwd=str(work))
+        if start.returncode != 0:
+            say(f"  warm row left out: `dorc daemon start` exited {start.returncode}: {(start.stderr or start.stdout)[-300:]}")
+            return
+        self.started = True
+        tree["warm_env"] = self.env
+
+    def stop(self) -> None:
+        if self.started:
+            subprocess.run([*benchlib.dorc_command(), "daemon", "stop"], capture_output=True, env=self.env)
+            self.started = False
+
+
 def bench_processes(runs: int, tr: dict[str, dict[str, Any]], work: Path, hops: Path) -> dict[str, Any]:
-    commands = process_commands(tr, work, hops)
-    say(f"  {len(commands)} commands, {runs} rounds after 1 warm-up round (each round runs each command once) ...")
-    samples: dict[str, list[float]] = {c["key"]: [] for c in commands}
-    loads = []
-    for i in range(runs + 1):
-        for c in commands:
-            dt = run_once(c)
+    daemon = WarmDaemon(tr["this"], work)
+    try:
+        commands = process_commands(tr, work, hops)
+        say(f"  {len(commands)} commands, {runs} rounds after 1 warm-up round (each round runs each command once) ...")
+        samples: dict[str, list[float]] = {c["key"]: [] for c in commands}
+        loads = []
+        for i in range(runs + 1):
+            for c in commands:
+                dt = run_once(c)
+                if i:
+                    samples[c["key"]].append(dt)
+            loads.append(loadavg())
             if i:
-                samples[c["key"]].append(dt)
-        loads.append(loadavg())
-        if i:
-            say(f"    round {i}/{runs}: " + ", ".join(f"{c['key']} {dt * 1000:.0f}" for c, dt in
-                                                     ((c, samples[c["key"]][-1]) for c in commands)) + " ms")
+                say(f"    round {i}/{runs}: " + ", ".join(f"{c['key']} {dt * 1000:.0f}" for c, dt in
+                                                         ((c, samples[c["key"]][-1]) for c in commands)) + " ms")
+    finally:
+        daemon.stop()
+    return _process_figures(commands, samples, loads, tr)
+
+
+def _process_figures(commands, samples, loads, tr) -> dict[str, Any]:
     out: dict[str, Any] = {"commands": {c["key"]: {"label": c["label"], "cmd": c["cmd"],
                                                    "pythonpath": c["env"].get("PYTHONPATH")} for c in commands},
                            "times": {k: summarize(v) for k, v in samples.items()}, "loadavg_rounds": loads}
@@ -297,6 +337,11 @@ def report_processes(r: dict[str, Any]) -> None:
     if "peer" in t:
         say(f"  census raw / python-lambda-local process: {x(run / t['peer']['median'])}; dorc invoke of one trivial "
             f"function / python-lambda-local: {x(t['invoke_this']['median'] / t['peer']['median'])}")
+    if "run_warm" in t:
+        warm = t["run_warm"]["median"]
+        peer = f"; / python-lambda-local: {x(warm / t['peer']['median'])}" if "peer" in t else ""
+        say(f"  census raw warm (dorc daemon) / equal floor: {x(warm / t['boto3_moto_equal']['median'])} (issue 10's warm "
+            f"target: at most 0.5x); / cold: {x(warm / run)}{peer}")
     for what, label in (("run", "census raw"), ("invoke", "dorc invoke, one function")):
         p = r.get(f"paired_{what}")
         if p:
@@ -559,6 +604,11 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", f"census raw = {x(run / t['boto3_moto']['median'])} the floor as measured so far, "
                       f"{x(run / t['boto3_moto_equal']['median'])} the equal floor"
                   + (f", {x(run / t['peer']['median'])} python-lambda-local" if "peer" in t else "") + "."]
+        if "run_warm" in t:
+            warm = t["run_warm"]["median"]
+            lines.append(f"census raw warm (dorc daemon) = {x(warm / t['boto3_moto_equal']['median'])} the equal floor, "
+                         f"{x(warm / run)} cold" + (f", {x(warm / t['peer']['median'])} python-lambda-local"
+                                                     if "peer" in t else "") + ".")
         for what, label in (("run", "census raw"), ("invoke", "`dorc invoke`, one trivial function")):
             q = p.get(f"paired_{what}")
             if q:

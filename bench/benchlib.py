@@ -43,8 +43,9 @@ def dorc_command() -> list[str]:
 
 def process_env() -> dict[str, str]:
     """The environment of every timed process: fake AWS credentials, no CONFIG_REPO_PATH."""
-    env = {k: v for k, v in os.environ.items() if k != "CONFIG_REPO_PATH"}
-    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
+    env = {k: v for k, v in os.environ.items() if k not in ("CONFIG_REPO_PATH", "DORC_DAEMON_DIR")}
+    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                "DORC_DAEMON": "off"})  # cold: a `dorc daemon` of the user's never serves the timed runs
     return env
 
 

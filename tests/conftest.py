@@ -14,9 +14,12 @@ pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch):
+def _clean_environment(monkeypatch, tmp_path_factory):
     for var in OUTSIDE_VARS:
         monkeypatch.delenv(var, raising=False)
+    # a developer's running `dorc daemon` never serves the tests' `dorc` processes (test_daemon.py
+    # starts its own in a folder of its own)
+    monkeypatch.setenv("DORC_DAEMON_DIR", str(tmp_path_factory.getbasetemp() / "no-daemon"))
 
 
 @pytest.fixture(autouse=True)

@@ -34,7 +34,7 @@ RANKS: list[tuple[str, int]] = [
     ("dorc.targets", 5),
     ("dorc.promote", 6), ("dorc.planning", 6), ("dorc.resume", 6), ("dorc.watch", 6),
     ("dorc.delivery", 7), ("dorc.api", 7), ("dorc.local_aws", 7), ("dorc.doctor", 7), ("dorc.describe", 7), ("dorc.scaffold", 7), ("dorc.triggers", 7),
-    ("dorc.render", 8), ("dorc.cli", 8), ("dorc.pytest_plugin", 8), ("dorc.__main__", 8), ("dorc", 8),
+    ("dorc.render", 8), ("dorc.cli", 8), ("dorc.daemon", 8), ("dorc.pytest_plugin", 8), ("dorc.__main__", 8), ("dorc", 8),
 ]
 
 

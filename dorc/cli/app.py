@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from . import deploy, doctor, graph, history, localstack, pipelines, plan, resume, scaffold, sim, store
+from . import daemon, deploy, doctor, graph, history, localstack, pipelines, plan, resume, scaffold, sim, store
 from .failures import run_guarded
 
 app = typer.Typer(
@@ -36,6 +36,7 @@ app.command()(doctor.doctor)
 app.add_typer(store.store_app, name="store")
 app.add_typer(localstack.localstack_app, name="localstack")
 app.add_typer(sim.sim_app, name="sim")
+app.add_typer(daemon.daemon_app, name="daemon")
 
 
 def _show_version(value: bool) -> None:

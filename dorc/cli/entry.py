@@ -1,7 +1,8 @@
 """The ``dorc`` executable.
 
-Nothing here imports typer: a command line ``dorc.cli.fast`` reads completely is answered
-without it; any other goes to ``dorc.cli.app.main``. Failures and exit codes: ``dorc.cli.failures``.
+Nothing here imports typer: a local ``run``/``invoke`` goes to a running ``dorc daemon``
+(``dorc.daemon.client``) when there is one; a command line ``dorc.cli.fast`` reads completely is
+answered without typer; any other goes to ``dorc.cli.app.main``. Failures and exit codes: ``dorc.cli.failures``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ def console_main() -> None:
     process entry point: ``main()`` called in-process (tests) keeps collecting normally.
     """
     try:
+        if sys.argv[1:2] in (["run"], ["invoke"]):  # a local run: a running dorc daemon runs it warm
+            from ..daemon.client import warm_run
+
+            code = warm_run(sys.argv)
+            if code is not None:
+                sys.exit(code)
         from .fast import fast_command
 
         call = fast_command(sys.argv[1:])

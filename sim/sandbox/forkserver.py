@@ -18,6 +18,10 @@ ready (so not for a run of one or two functions), and that sandbox's request wai
 server's socket meanwhile; the ones before start as before. When a fork server cannot start or
 dies, its sandboxes fail to become ready and the launcher starts them as before; the server is
 not asked again in that run.
+
+A ``dorc daemon`` keeps long-lived servers instead (one per runtime Python, the AWS SDK imported:
+``ForkServer(..., preload=...)``); each run it forks is handed a channel to each (``adopt``), so
+its sandboxes on those Pythons are forks from the first one on, with no start-up to wait for.
 """
 
 from __future__ import annotations
@@ -41,6 +45,16 @@ ANSWER_LIMIT = 30.0  # seconds for a fork server to answer (its first start can 
 # variables a process reads once, when it starts: a fork would keep the server's
 STARTUP_VARIABLES = ("LANG", "GLIBC_TUNABLES")
 STARTUP_PREFIXES = ("LC_", "LD_", "MALLOC_")
+
+
+#: long-lived servers' channels this process was handed (``dorc daemon``): (python, runtime dir) -> socket
+_warm: dict[tuple[str, str], socket.socket] = {}
+
+
+def adopt(channels: dict[tuple[str, str], socket.socket]) -> None:
+    """Use these channels to long-lived fork servers (a daemon's, with the AWS SDK imported) for
+    this process's sandboxes on those Pythons, instead of starting a server per run."""
+    _warm.update(channels)
 
 
 class ForkServerError(RuntimeError):
@@ -90,7 +104,8 @@ class ForkServers:
         always = _switch() == "always"
         with self._lock:
             self._asked[key] = asked = self._asked.get(key, 0) + 1
-            if key not in self._servers and not always and (asked < 2 or not self._one_ready):
+            warm = key in _warm  # a long-lived server: no start-up to wait for or compete with
+            if key not in self._servers and not always and not warm and (asked < 2 or not self._one_ready):
                 return None
         server = self.start(python, runtime_dir, isolation)
         if server is not None and always:
@@ -108,6 +123,8 @@ class ForkServers:
         key = (python, runtime_dir)
         with self._lock:
             server = self._servers.get(key)
+            if server is None and key in _warm:
+                server = self._servers[key] = ForkServer(python, runtime_dir, channel=_warm.pop(key))
             if server is None:
                 try:
                     server = self._servers[key] = ForkServer(python, runtime_dir)
@@ -123,9 +140,12 @@ class ForkServers:
 
 
 class ForkServer:
-    """One fork server process; ``fork`` asks it for a sandbox, in order, without waiting."""
+    """One fork server process; ``fork`` asks it for a sandbox, in order, without waiting.
+    ``channel``: a connection to a long-lived server another process started (``adopt``): no
+    process of its own. ``preload``: modules the server imports first (a long-lived server's)."""
 
-    def __init__(self, python: str, runtime_dir: str):
+    def __init__(self, python: str, runtime_dir: str, *, channel: socket.socket | None = None,
+                 preload: tuple[str, ...] = ()):
         self.python = python
         self.environment = server_environment(python)
         self.failed = False
@@ -136,11 +156,17 @@ class ForkServer:
         self._answers: dict[int, int | None] = {}  # request number -> a pidfd of the sandbox's first process
         self._ending: list[Forked] = []  # killed, not waited for yet
         self._diagnostics = tempfile.TemporaryFile()
+        self._proc: subprocess.Popen | None = None
+        self.preloaded: list[str] = []  # top-level packages a long-lived server imported (its hello says)
+        if channel is not None:
+            self._socket = channel
+            self._socket.settimeout(ANSWER_LIMIT)
+            return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
                 [*command_prefix(Isolation(True)), python, "-I", "-S", str(WORKER),
-                 "--zygote", str(theirs.fileno()), runtime_dir],
+                 "--zygote", str(theirs.fileno()), runtime_dir, *(["--preload", ",".join(preload)] if preload else [])],
                 pass_fds=(theirs.fileno(),), env=self.environment, cwd="/", stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=self._diagnostics, start_new_session=True)
         except OSError:
@@ -192,6 +218,7 @@ class ForkServer:
         message = json.loads(data)
         if message.get("t") == "hello":
             self._hello = True
+            self.preloaded = list(message.get("preloaded", []))
             self.failed = self.failed or bool(message.get("error"))
             return
         self._answered += 1
@@ -217,7 +244,33 @@ class ForkServer:
             self._ending.append(forked)
 
     def alive(self) -> bool:
+        if self._proc is None:
+            return not self.failed
         return self._proc.poll() is None
+
+    def open_channel(self) -> socket.socket:
+        """A new connection to this (long-lived) server, for another process's sandboxes
+        (``adopt``); the server says hello on it first."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            with self._lock:
+                socket.send_fds(self._socket, [json.dumps({"t": "channel"}).encode()], [theirs.fileno()])
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return ours
+
+    def forget(self) -> None:
+        """Let go of this process's copies of the server's fds, leaving the server alone (a forked
+        child of the process that started it)."""
+        self.failed = True
+        for closable in (self._socket, self._diagnostics):
+            try:
+                closable.close()
+            except (OSError, ValueError):
+                pass
 
     def close(self) -> None:
         """Its end ends every sandbox it forked; waits for the ones killed."""
@@ -236,6 +289,9 @@ class ForkServer:
                 if pidfd is not None:
                     os.close(pidfd)
             self._answers.clear()
+        if self._proc is None:  # a channel to a long-lived server: it goes on serving others
+            self._diagnostics.close()
+            return
         try:  # at its socket's end it ends; one still starting is not waited for
             self._proc.wait(timeout=1.0 if self._hello else 0.0)
         except subprocess.TimeoutExpired:

@@ -113,7 +113,8 @@ def main(argv: list[str]) -> None:
         sys.path.insert(0, argv[3])
         from dorc_sim.sandbox import zygote
 
-        zygote.serve(int(argv[2]), argv[3], serve_forked)
+        preload = tuple(argv[5].split(",")) if argv[4:5] == ["--preload"] and len(argv) > 5 else ()
+        zygote.serve(int(argv[2]), argv[3], serve_forked, preload)
     else:
         serve(int(argv[1]), int(argv[2]))
 

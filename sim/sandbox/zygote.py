@@ -15,11 +15,20 @@ worker does (the function's own mounts — private capped ``/tmp``, task root re
 folders, ``/proc`` — then ``ready``, the runtime as its child). The answer carries a pidfd of
 that child: dorc watches its tree's memory and kills it (and with it the sandbox) through it.
 
-The server imports neither the user's code nor the AWS SDK (a handler's Init Duration stays its
-cold import) and holds no thread, so that a fork copies nothing but this state. What a sandbox
+A per-run server imports neither the user's code nor the AWS SDK (a handler's Init Duration stays
+its cold import); no server holds a thread, so that a fork copies nothing but this state. What a sandbox
 can tell apart from a started worker: its hash seed (``str`` hashes) is the server's, shared by
 the run's sandboxes on the same Python; its session is its own (``os.getsid(0)`` is 1, where a
 started worker's session leader is outside its namespace, 0).
+
+A long-lived server (``dorc daemon``: ``--preload boto3``) imports the AWS SDK and parses botocore's
+common data files before it serves, so that a handler's ``import boto3`` is already done and its
+first client is quicker (Init Duration and Duration are then lower than cold). It takes more
+channels than its CONTROL socket: a ``{"t": "channel"}`` request on CONTROL carries one end of a
+new socket pair, served like CONTROL (a ``hello`` first, then a request per sandbox, answered
+there), one per run, until the run closes it or ends; the sandboxes forked for that channel are
+then killed, as a per-run server's end kills its own. A sandbox whose task root holds its own copy
+of a preloaded package gets none of the preloaded modules (its copy wins, as on Lambda).
 
 Standard library and ``dorc_sim`` only: it runs on the function's Python, which is not dorc's.
 """
@@ -40,12 +49,16 @@ REAP_EVERY = 0.5  # seconds between two looks for ended sandboxes while no reque
 _FDS = 3  # settings, channel, diagnostics
 
 
-def serve(control_fd: int, runtime_dir: str, run_sandbox) -> None:
+def serve(control_fd: int, runtime_dir: str, run_sandbox, preload: tuple[str, ...] = ()) -> None:
     """Answer requests until dorc closes the socket; ``run_sandbox(settings_fd, channel_fd,
-    sealed, become)`` is ``worker.serve_forked``. Ends the process (and with it, pid 1, every sandbox)."""
+    sealed, become)`` is ``worker.serve_forked``. Ends the process (and with it, pid 1, every sandbox).
+    ``preload``: modules to import first (a long-lived server's)."""
     os.set_inheritable(control_fd, False)
     control = _socket.socket(fileno=control_fd)
+    channels: list = []  # more connections (a long-lived server's runs), served as ``control`` is
+    owned: dict[int, list[int]] = {}  # a channel's fileno -> pidfds of the sandboxes forked for it
     try:
+        loaded = _preload(preload)
         inside.own_files(runtime_dir)  # before /tmp is sealed, as a started worker looks
         sealed = isolation.seal_host()
         own_mounts = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
@@ -54,40 +67,128 @@ def serve(control_fd: int, runtime_dir: str, run_sandbox) -> None:
     except (OSError, AttributeError) as exc:
         _answer(control, {"t": "hello", "error": f"{type(exc).__name__}: {exc}"})
         os._exit(1)
-    _answer(control, {"t": "hello", "missing": sealed})
+    hello = {"t": "hello", "missing": sealed, **({"preloaded": sorted(loaded)} if preload else {})}
+    _answer(control, hello)
     while True:
         _reap()
-        ready, _, _ = select.select([control], [], [], REAP_EVERY)
-        if not ready:
+        ready, _, _ = select.select([control, *channels], [], [], REAP_EVERY)
+        for sock in ready:
+            try:
+                data, fds = _receive(sock)
+            except OSError:
+                data, fds = b"", []
+            if not data:  # dorc is done (or gone): on CONTROL, the server ends; a channel, only it
+                if sock is control:
+                    os._exit(0)
+                _end_sandboxes(owned.pop(sock.fileno(), []))  # its run is over (or gone): so are they
+                channels.remove(sock)
+                sock.close()
+                continue
+            request = json.loads(data)
+            if request.get("t") == "channel":  # a new connection (a run of a long-lived server)
+                channel = _socket.socket(fileno=fds.pop()) if fds else None
+                for fd in fds:
+                    os.close(fd)
+                if channel is not None:
+                    channels.append(channel)
+                    _answer(channel, hello)
+                continue
+            try:
+                first = _fork([control, *channels], request, fds, sealed, run_sandbox, own_mounts, own_pids, loaded)
+                pidfd = os.pidfd_open(first)
+            except OSError as exc:
+                _answer(sock, {"t": "forked", "error": f"{type(exc).__name__}: {exc}"})
+            else:
+                _answer(sock, {"t": "forked"}, [pidfd])
+                if sock is control:
+                    os.close(pidfd)
+                else:
+                    owned.setdefault(sock.fileno(), []).append(pidfd)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+
+
+#: botocore's data files every handler's first client reads (common, then S3's), parsed once
+SDK_DATA = ("endpoints", "partitions", "sdk-default-configuration")
+SDK_SERVICES = ("s3",)
+
+
+def _parse_sdk_data() -> None:
+    """botocore parses its JSON data anew for every session it makes: about half of a handler's
+    first ``boto3.client("s3")``. Parsed here once, a sandbox's loaders read these files from the
+    server's copy (its own copy-on-write pages: what one sandbox does to them no other sees);
+    every other file is read as usual. Nothing else of botocore's is made here (no session)."""
+    from botocore import loaders
+    from botocore.exceptions import DataNotFoundError
+
+    original = loaders.JSONFileLoader.load_file
+    parsed: dict[str, object] = {}
+    loader = loaders.create_loader()
+    names = list(SDK_DATA)
+    for service in SDK_SERVICES:
+        try:
+            version = loader.determine_latest_version(service, "service-2")
+        except DataNotFoundError:  # not in this SDK: read as usual
             continue
+        names += [f"{service}/{version}/{kind}" for kind in ("service-2", "service-2.sdk-extras", "endpoint-rule-set-1")]
+    for name in names:
+        for folder in loader.search_paths:
+            path = os.path.join(folder, name)
+            data = original(loader.file_loader, path)
+            if data is not None:
+                parsed[path] = data
+                break
+
+    def load_file(self, file_path):
+        data = parsed.get(file_path)
+        return data if data is not None else original(self, file_path)
+
+    load_file.__doc__ = original.__doc__
+    loaders.JSONFileLoader.load_file = load_file
+
+
+def _end_sandboxes(pidfds: list[int]) -> None:
+    """SIGKILL each sandbox (pid 1 of its namespace: all of its processes end with it)."""
+    import signal
+
+    for pidfd in pidfds:
         try:
-            data, fds = _receive(control)
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         except OSError:
-            break
-        if not data:  # dorc is done (or gone)
-            break
-        try:
-            first = _fork(control, json.loads(data), fds, sealed, run_sandbox, own_mounts, own_pids)
-            pidfd = os.pidfd_open(first)
-        except OSError as exc:
-            _answer(control, {"t": "forked", "error": f"{type(exc).__name__}: {exc}"})
-        else:
-            _answer(control, {"t": "forked"}, [pidfd])
-            os.close(pidfd)
-        finally:
-            for fd in fds:
-                os.close(fd)
-    os._exit(0)
+            pass  # ended already
+        os.close(pidfd)
 
 
-def _fork(control, request: dict, fds: list[int], sealed: list[str], run_sandbox, own_mounts: int,
-          own_pids: int) -> int:
+def _preload(names: tuple[str, ...]) -> dict[str, list[str]]:
+    """Import ``names``; {top-level name: the modules outside the standard library its import
+    added} (a sandbox whose task root has its own copy of one drops them all)."""
+    if not names:
+        return {}
+    import importlib
+
+    before = set(sys.modules)
+    try:
+        for name in names:
+            importlib.import_module(name)
+        if "boto3" in names or "botocore" in names:
+            _parse_sdk_data()  # its last step replaces botocore's file loader: nothing half done
+    except Exception:  # noqa: BLE001 - not on this Python: its handlers import it (and fail) as cold
+        for name in [m for m in sys.modules if m not in before]:
+            del sys.modules[name]
+        return {}
+    added = [m for m in sys.modules if m not in before and m.partition(".")[0] not in sys.stdlib_module_names]
+    return {top: added for top in {m.partition(".")[0] for m in added}}
+
+
+def _fork(sockets: list, request: dict, fds: list[int], sealed: list[str], run_sandbox, own_mounts: int,
+          own_pids: int, loaded: dict[str, list[str]]) -> int:
     """The sandbox's first process, in new mount and PID namespaces; this process stays in its own."""
     isolation.unshare(isolation.CLONE_NEWNS | isolation.CLONE_NEWPID)
     try:
         first = os.fork()
         if first == 0:
-            _first(control, request, fds, sealed, run_sandbox)  # never returns
+            _first(sockets, request, fds, sealed, run_sandbox, loaded)  # never returns
     finally:
         try:
             isolation.setns(own_mounts, isolation.CLONE_NEWNS)
@@ -129,12 +230,14 @@ def _reap() -> None:
             return
 
 
-def _first(control, request: dict, fds: list[int], sealed: list[str], run_sandbox) -> None:
+def _first(sockets: list, request: dict, fds: list[int], sealed: list[str], run_sandbox,
+           loaded: dict[str, list[str]]) -> None:
     """Pid 1 of the sandbox: never returns into the server's loop. It does as little as it can
     (every page it touches is copied, then again in the runtime it forks): the runtime takes the
     request's environment and working folder (``become``)."""
     try:
-        control.close()  # the sandbox never reaches the server
+        for sock in sockets:
+            sock.close()  # the sandbox never reaches the server
         settings_fd, channel_fd, diagnostics_fd = fds
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
@@ -148,6 +251,7 @@ def _first(control, request: dict, fds: list[int], sealed: list[str], run_sandbo
             os.environ.clear()
             os.environ.update(request["env"])
             os.chdir(request["cwd"])
+            _own_copies_win(request["cwd"], loaded)
             sys.argv[:] = [os.path.join(os.path.dirname(os.path.realpath(inside.__file__)), "worker.py"),
                            str(settings_fd), str(channel_fd)]
 
@@ -160,3 +264,13 @@ def _first(control, request: dict, fds: list[int], sealed: list[str], run_sandbo
         except OSError:
             pass
     os._exit(70)
+
+
+def _own_copies_win(task_root: str, loaded: dict[str, list[str]]) -> None:
+    """A task root that vendors a preloaded package (its own boto3, say) imports its copy, as on
+    Lambda: every preloaded module is dropped (they import one another)."""
+    for top, modules in loaded.items():
+        if os.path.exists(os.path.join(task_root, top)) or os.path.exists(os.path.join(task_root, top + ".py")):
+            for name in modules:
+                sys.modules.pop(name, None)
+            return
