@@ -14,6 +14,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from dorc_sim.awsserver.control import pid_alive
+
 from ..errors import DorcError
 from . import paths, protocol
 from .digest import digest
@@ -121,7 +123,7 @@ def _stop_pid(pid: int, base: str) -> None:
         return
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
         time.sleep(0.02)
     if _is_daemon(pid, base):
@@ -133,7 +135,7 @@ def _stop_pid(pid: int, base: str) -> None:
 
 def _is_daemon(pid: int, base: str) -> bool:
     """``pid`` is alive and is the daemon of ``base`` (not a process that got its number since)."""
-    if pid <= 0 or not _alive(pid):
+    if pid <= 0 or not pid_alive(pid):
         return False
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
@@ -141,13 +143,6 @@ def _is_daemon(pid: int, base: str) -> bool:
     except OSError:
         return _ask(base) is not None  # no /proc: the socket answers for it
     return MODULE.encode() in cmd and base.encode() in cmd
-
-
-def _alive(pid: int) -> bool:
-    """Alive and not a zombie: the one check dorc has (the local AWS server's)."""
-    from dorc_sim.awsserver.control import pid_alive
-
-    return pid_alive(pid)
 
 
 def _ask(base: str) -> dict | None:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
+from ..iam.principals import signing_service
 from . import control, store
 
 _MUTATING = {"PUT", "POST", "DELETE"}
@@ -89,11 +90,8 @@ def _roles(environ, start_response):
 
 def _s3_target(environ) -> tuple[str, str | None] | None:
     """(bucket, key or None) of a path-style S3 request (what boto3 sends to an IP endpoint)."""
-    auth = environ.get("HTTP_AUTHORIZATION", "")
-    query = environ.get("QUERY_STRING", "")
-    scope = auth.split("Credential=", 1)[1] if "Credential=" in auth else \
-        (parse_qs(query).get("X-Amz-Credential") or [""])[0]
-    if scope.split("/")[3:4] != ["s3"]:
+    if signing_service({"Authorization": environ.get("HTTP_AUTHORIZATION", "")},
+                       parse_qs(environ.get("QUERY_STRING", ""))) != "s3":
         return None
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw:  # as sent: a key may hold "%", which a second unquote would change

@@ -11,6 +11,7 @@ Imported only inside LocalStack's process (it imports LocalStack).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -31,13 +32,18 @@ def _document(text: Any) -> Any:
 
 def _aws_managed(arn: str) -> Any:
     """An AWS managed policy's document, from moto's copy of them (LocalStack ships moto)."""
+    entry = _aws_managed_policies().get(arn.rsplit("/", 1)[-1])
+    return entry.get("Document") if entry else None
+
+
+@functools.lru_cache(maxsize=1)
+def _aws_managed_policies() -> dict[str, Any]:
+    """moto's copy of AWS's managed policies, parsed once (a few MB of JSON: not per request)."""
     try:
         from moto.iam.aws_managed_policies import aws_managed_policies_data
     except ImportError:
-        return None
-    name = arn.rsplit("/", 1)[-1]
-    entry = json.loads(aws_managed_policies_data).get(name)
-    return entry.get("Document") if entry else None
+        return {}
+    return json.loads(aws_managed_policies_data)
 
 
 def find(account: str, region: str, access_key_id: str | None) -> principals.Principal | None:

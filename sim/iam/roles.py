@@ -30,6 +30,7 @@ def ensure(roles: list[dict[str, Any]], *, account: str, region: str, partition:
     sts = sts_backends[account][partition]
     out: dict[str, Any] = {"credentials": {}, "unknown_managed": {}}
     with _lock:
+        known = {p.arn for p in iam.managed_policies.values()}  # AWS's ~1,000 and the account's own
         for r in roles:
             name = r["name"]
             try:
@@ -39,7 +40,6 @@ def ensure(roles: list[dict[str, Any]], *, account: str, region: str, partition:
             document = json.dumps(r["policy"])
             if role.policies.get(INLINE) != document:
                 iam.put_role_policy(name, INLINE, document)
-            known = {p.arn for p in iam.managed_policies.values()}
             wanted = [a for a in r.get("managed") or [] if a in known]
             unknown = [a for a in r.get("managed") or [] if a not in known]
             for arn in list(role.managed_policies):
