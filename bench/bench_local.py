@@ -243,7 +243,7 @@ def runtime_floors(env: dict[str, str]) -> list[dict[str, Any]]:
         say("  runtime floors left out: `dorc doctor --json` gave no checks")
         return []
     python = re.search(r" at (/\S+)", (checks.get(RUNTIME) or {}).get("detail") or "")
-    sdk = re.search(r"\((/[^()]+)\)\s*$", (checks.get("AWS SDK") or {}).get("detail") or "")
+    sdk = re.search(r"\((/[^()]+)\)", (checks.get("AWS SDK") or {}).get("detail") or "")  # its folder
     if not python:
         say(f"  runtime floors left out: `dorc doctor` names no {RUNTIME}")
         return []

@@ -89,7 +89,28 @@ def sdk_check() -> Check:
     except RuntimeDirError as exc:
         return Check("runtimes", "AWS SDK", False, exc.message, exc.hint)
     versions = ", ".join(f"{k} {v}" for k, v in sdk_versions().items())
-    return Check("runtimes", "AWS SDK", True, f"{versions} for handlers, as Lambda's runtime ships it ({folder})")
+    compiled, failed = _bytecode(folder)
+    return Check("runtimes", "AWS SDK", True, f"{versions} for handlers, as Lambda's runtime ships it ({folder}); "
+                 f"byte-compiled for {compiled}", failed)
+
+
+def _bytecode(folder) -> tuple[str, str | None]:
+    """Whether each runtime's Python has the SDK's .pyc files (the stamps only), and the warning
+    of one that could not get them."""
+    from dorc_sim.sandbox.interpreters import InterpreterError, find_interpreter
+    from dorc_sim.sandbox.sdk import bytecode_state
+
+    parts, failed = [], None
+    for runtime in RUNTIMES:
+        try:
+            python = find_interpreter(runtime).executable
+        except InterpreterError:
+            continue
+        state = bytecode_state(python, folder)
+        parts.append(f"{runtime}: " + ("not yet (its first run does it)" if state is None else "yes" if state.ok else "no"))
+        if state is not None and not state.ok:
+            failed = failed or state.warning
+    return ", ".join(parts) or "no runtime Python found", failed
 
 
 # --------------------------------------------------------------------------------------------

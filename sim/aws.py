@@ -52,7 +52,6 @@ class LocalAWS:
         self.buckets = list(buckets)
         self.server: control.ServerInfo | None = None
         self._stack: contextlib.ExitStack | None = None
-        self._s3 = None
         self._session = None
 
     def __enter__(self) -> "LocalAWS":
@@ -61,8 +60,9 @@ class LocalAWS:
             stack.enter_context(control.lease(self.store_dir))
             self.server = start_server(self.store_dir, self.idle_minutes)
             self._stack = stack
-            for b in self.buckets:
-                self.ensure_bucket(b)
+            if self.buckets:
+                self._control(control.BUCKETS_PATH, {"buckets": self.buckets, "region": self.region},
+                              "create the run's buckets")
         except BaseException:
             self._stack = None
             self.server = None
@@ -73,7 +73,6 @@ class LocalAWS:
     def __exit__(self, *exc) -> None:
         stack, self._stack = self._stack, None
         self.server = None
-        self._s3 = None
         if stack is not None:
             stack.close()
 
@@ -96,19 +95,24 @@ class LocalAWS:
         """Put each role (``name``, ``policy``, ``managed``, ``session``) in the local IAM as
         given, and assume it: ``{"credentials": {role: {...}}, "unknown_managed": {role: [arn]}}``.
         One request, whatever the number of roles."""
+        return self._control(control.ROLES_PATH, {"roles": roles, "region": self.region}, "set up the functions' roles")
+
+    def _control(self, path: str, request: dict, doing: str) -> dict:
+        """One of the server's own requests (``control.*_PATH``), over plain HTTP: a run's
+        process needs no AWS SDK to set up what its sandboxes use."""
         import json
         import urllib.error
         import urllib.request
 
-        body = json.dumps({"roles": roles, "region": self.region}).encode()
-        request = urllib.request.Request(self.endpoint_url + control.ROLES_PATH, data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        body = json.dumps(request).encode()
+        http = urllib.request.Request(self.endpoint_url + path, data=body, method="POST",
+                                      headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=60) as r:
+            with urllib.request.urlopen(http, timeout=60) as r:
                 return json.loads(r.read())
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:500]
-            raise LocalAWSServerError(f"the local AWS server could not set up the functions' roles: {detail}",
+            raise LocalAWSServerError(f"the local AWS server could not {doing}: {detail}",
                                       hint=f"see {self.store_dir / control.LOG}; `dorc sim stop` then run again "
                                            "starts a fresh server") from None
         except (urllib.error.URLError, OSError) as exc:
@@ -131,17 +135,8 @@ class LocalAWS:
                             aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"])
 
     def ensure_bucket(self, name: str) -> None:
-        if self._s3 is None:
-            self._s3 = self.client("s3")
-        kwargs = {}
-        if self.region != "us-east-1":
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
-        try:
-            self._s3.create_bucket(Bucket=name, **kwargs)
-        except self._s3.exceptions.BucketAlreadyOwnedByYou:
-            pass
-        except self._s3.exceptions.BucketAlreadyExists:
-            pass
+        """Create ``name`` in this AWS's region unless it exists."""
+        self._control(control.BUCKETS_PATH, {"buckets": [name], "region": self.region}, f"create bucket {name}")
 
 
 # -- the server -----------------------------------------------------------------------------------

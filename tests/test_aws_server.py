@@ -215,3 +215,103 @@ def test_a_server_whose_state_folder_is_removed_stops(tmp_path):
     finally:
         if pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
+
+
+def _send(url: str, method: str, body: bytes | None = None, content_type: str = "application/octet-stream") -> int:
+    """A plain HTTP call, as a non-boto3 client uses a presigned URL (a type given: urllib's default,
+    a form, is one moto's S3 would read as empty)."""
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": content_type})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.status
+
+
+def _form_post(post: dict, body: bytes) -> int:
+    """A browser's upload through a presigned POST: its fields and the file, as multipart/form-data."""
+    boundary = "dorc-test-boundary"
+    fields = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+              for k, v in post["fields"].items()]
+    head = "".join(fields) + (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n'
+                              "Content-Type: application/octet-stream\r\n\r\n")
+    return _send(post["url"], "POST", head.encode() + body + f"\r\n--{boundary}--\r\n".encode(),
+                 content_type=f"multipart/form-data; boundary={boundary}")
+
+
+def test_writes_signed_the_older_way_presigned_or_unsigned_reach_the_store_and_survive_a_restart(tmp_path):
+    """The write-through follows moto's routing, not only a SigV4 scope: a SigV2 header or URL, a
+    presigned POST and an unsigned PUT are S3 writes too."""
+    import boto3
+    from botocore.config import Config
+
+    from dorc_sim.aws import list_store
+
+    state, bucket = tmp_path / "local-aws", "sig-bucket"
+
+    def s3(aws, signature: str):
+        return boto3.client("s3", region_name="eu-west-1", endpoint_url=aws.endpoint_url, aws_access_key_id="testing",
+                            aws_secret_access_key="testing", config=Config(signature_version=signature))
+
+    try:
+        with LocalAWS(state, "eu-west-1", [bucket]) as aws:
+            v2, v4 = s3(aws, "s3"), s3(aws, "s3v4")
+            sent = []
+            v2.meta.events.register("before-send.s3.PutObject", lambda request, **_: sent.append(
+                request.headers["Authorization"].decode()))
+            v2.put_object(Bucket=bucket, Key="v2-header", Body=b"header")
+            assert sent and sent[0].startswith("AWS testing:")  # SigV2, not a SigV4 scope
+
+            url = v2.generate_presigned_url("put_object", Params={
+                "Bucket": bucket, "Key": "v2-url", "ContentType": "application/octet-stream"})
+            assert "AWSAccessKeyId=testing" in url and "Signature=" in url and "X-Amz-Credential" not in url
+            assert _send(url, "PUT", b"v2 url") == 200
+            url = v4.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "v4-url"})
+            assert "X-Amz-Credential=" in url
+            assert _send(url, "PUT", b"v4 url") == 200
+            assert _form_post(v4.generate_presigned_post(bucket, "v4-post"), b"posted") == 204
+            assert _send(f"{aws.endpoint_url}/{bucket}/unsigned", "PUT", b"anyone") == 200
+
+            v4.put_object(Bucket=bucket, Key="doomed", Body=b"x")
+            assert ("sig-bucket", "doomed", 1) in list_store(state)
+            url = v2.generate_presigned_url("delete_object", Params={"Bucket": bucket, "Key": "doomed"})
+            assert "AWSAccessKeyId=testing" in url
+            assert _send(url, "DELETE") == 204
+
+            kept = {"v2-header": b"header", "v2-url": b"v2 url", "v4-url": b"v4 url", "v4-post": b"posted",
+                    "unsigned": b"anyone"}
+            assert list_store(state) == sorted((bucket, k, len(v)) for k, v in kept.items())  # on disk as answered
+            first = aws.server.pid
+        stop_server(state)
+        with LocalAWS(state, "eu-west-1") as aws:
+            assert aws.server.pid != first
+            again = aws.client("s3")
+            assert {k: again.get_object(Bucket=bucket, Key=k)["Body"].read() for k in kept} == kept
+            assert "doomed" not in [o["Key"] for o in again.list_objects_v2(Bucket=bucket)["Contents"]]
+    finally:
+        stop_server(state)
+
+
+def test_a_runs_buckets_are_made_by_the_server_once_in_its_region_and_kept_across_a_restart(tmp_path):
+    """``LocalAWS(..., buckets)`` asks the server for them in one request (the run's process needs
+    no AWS SDK): created in the run's region, untouched when they exist, on disk like any bucket."""
+    import boto3
+
+    state = tmp_path / "local-aws"
+    try:
+        with LocalAWS(state, "eu-west-1", ["b-one", "b-two"]) as aws:
+            s3 = boto3.client("s3", region_name="eu-west-1", endpoint_url=aws.endpoint_url,
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+            s3.put_object(Bucket="b-one", Key="k", Body=b"kept")
+            assert s3.get_bucket_location(Bucket="b-two")["LocationConstraint"] == "eu-west-1"
+            first = aws.server.pid
+        with LocalAWS(state, "eu-west-1", ["b-one", "b-two"]) as aws:  # exist: nothing changes
+            assert aws.server.pid == first
+            assert aws.client("s3").get_object(Bucket="b-one", Key="k")["Body"].read() == b"kept"
+        stop_server(state)
+        with LocalAWS(state, "eu-west-1") as aws:
+            assert aws.server.pid != first
+            names = {b["Name"] for b in aws.client("s3").list_buckets()["Buckets"]}
+            assert {"b-one", "b-two"} <= names
+            assert aws.client("s3").get_bucket_location(Bucket="b-two")["LocationConstraint"] == "eu-west-1"
+    finally:
+        stop_server(state)

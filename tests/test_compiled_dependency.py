@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dorc.api import run_pipeline
-from helpers import chain_main, make_project, run_dorc_subprocess
+from helpers import chain_main, make_project, run_dorc_subprocess, unavailable
 
 NUMPY = "2.1.3"  # keep in step with tests/wheelhouse.sh
 WHEELHOUSE = Path(__file__).resolve().parent / ".wheelhouse"
@@ -52,24 +52,14 @@ def handler(event, context):
 """
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def _unavailable(message: str) -> None:
-    if _in_ci():
-        pytest.fail(f"{message} (CI)", pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")  # set up before dorc_localstack: no LocalStack started to skip
 def wheelhouse() -> Path:
     if not list(WHEELHOUSE.glob(f"numpy-{NUMPY}-cp312-cp312-*manylinux*x86_64*.whl")):
-        _unavailable(f"no numpy {NUMPY} wheel for python3.12 in tests/.wheelhouse: run tests/wheelhouse.sh")
+        unavailable(f"no numpy {NUMPY} wheel for python3.12 in tests/.wheelhouse: run tests/wheelhouse.sh")
     from dorc_sim.sandbox.interpreters import find_interpreter, install_hint
 
     if not find_interpreter(RUNTIME).exact:  # numpy's cp312 build cannot import on another Python
-        _unavailable(f"{RUNTIME} is not on this machine: {install_hint(RUNTIME)}")
+        unavailable(f"{RUNTIME} is not on this machine: {install_hint(RUNTIME)}")
     return WHEELHOUSE
 
 

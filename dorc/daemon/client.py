@@ -19,7 +19,7 @@ SWITCH = "DORC_DAEMON"  # off: never use a daemon
 COMMANDS = ("run", "invoke")
 COLD_FLAGS = ("--localstack", "--debug", "--watch")  # a run the daemon does not take
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-STALE = "dorc daemon is stale (dorc changed): restart it with dorc daemon start"
+STALE = "dorc daemon is stale (dorc or its packages changed): this run is cold; a fresh daemon is starting"
 
 
 def takes(argv: list[str]) -> bool:
@@ -49,6 +49,7 @@ def warm_run(argv: list[str]) -> int | None:
         return None
     if record.get("digest") != digest():
         _dim(STALE)
+        _restart(base)
         return None
     if record.get("startup", {}) != startup_environment():  # this Python would not start as the daemon's did
         return None
@@ -126,6 +127,20 @@ def _end(answers: protocol.Answers) -> int:
             pass
         return 128 + signum
     return int(end.get("exit", 3))
+
+
+def _restart(base: str) -> None:
+    """Replace the stale daemon in the background (``python -m dorc.daemon restart``: what
+    ``dorc daemon start`` does, under its lock), so that this run is not kept waiting and the next
+    one is warm again. Not waited for; its failure is in the daemon's log."""
+    import subprocess
+
+    try:
+        with open(paths.file(paths.LOG, base), "ab") as log:
+            subprocess.Popen([sys.executable, "-m", "dorc.daemon", "restart", base], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=log, cwd="/", start_new_session=True)
+    except OSError:
+        pass  # the next run says it again
 
 
 def _dim(line: str) -> None:

@@ -30,7 +30,7 @@ class WarmServers:
             from dorc_sim.sandbox.forkserver import ForkServer, enabled
             from dorc_sim.sandbox.interpreters import all_interpreters
             from dorc_sim.sandbox.isolation import probe
-            from dorc_sim.sandbox.sdk import runtime_dir
+            from dorc_sim.sandbox.sdk import compile_for, runtime_dir
 
             if not enabled(probe()):
                 self.notes.append("no fork servers: the full sandbox (Linux namespaces) is not available")
@@ -41,6 +41,9 @@ class WarmServers:
             self.notes.append(f"no fork servers: {type(exc).__name__}: {exc}")
             return
         for python in pythons:
+            warning = compile_for(python, runtime).warning  # once per SDK version: a sandbox cannot write .pyc files
+            if warning:
+                self.notes.append(warning)
             try:
                 self._servers[(python, runtime)] = ForkServer(python, runtime, preload=PRELOAD)
             except OSError as exc:

@@ -59,6 +59,14 @@ def function_spec(plan: LayerPlan, fn: FunctionPlan, environment: dict[str, str]
 
 
 KEEP_OPEN = 4  # sandboxes kept warm during a run (the next function's is started early)
+# functions whose sandboxes are started ahead of the one that runs: one, or, while sandboxes are
+# forks of a fork server (a few milliseconds each), enough to keep the machine's other core busy
+AHEAD, AHEAD_FORKED = 1, 3
+
+
+class _NotEarly(Exception):
+    """A sandbox that cannot be started in the background (its package must be built first: the
+    run's own thread builds it, and says so); it is started when its function is called."""
 
 
 class _Sandboxes:
@@ -78,6 +86,9 @@ class _Sandboxes:
         self._debug = debug
         self.isolation = probe()
         self._open: OrderedDict[str, object] = OrderedDict()  # the most recently used last
+        self._early: dict[str, object] = {}  # arn -> a Future of its sandbox, started in the background
+        self._starter = None  # the thread that starts them, made on first use
+        self._compiled: set[tuple[str, str]] = set()  # (Python, runtime dir) whose SDK byte code was seen to
         self.notes: list[str] = []
         self.missing: list[str] = list(self.isolation.missing)
 
@@ -86,7 +97,7 @@ class _Sandboxes:
         ``KEEP_OPEN`` stay (a long chain must not hold a process per function)."""
         box = self._open.get(fn.arn)
         if box is None:
-            box = self._open[fn.arn] = self._new(plan, fn, environment)
+            box = self._open[fn.arn] = self._started_early(fn.arn) or self._new(plan, fn, environment)
             while len(self._open) > KEEP_OPEN:
                 _, oldest = self._open.popitem(last=False)
                 oldest.close()
@@ -94,12 +105,41 @@ class _Sandboxes:
         return box
 
     def start_early(self, plan: LayerPlan, fn: FunctionPlan, environment: dict[str, str]) -> None:
-        """Start ``fn``'s worker now, while the function before it runs (its interpreter's
+        """Start ``fn``'s worker in the background, while the functions before it run (its
         start-up then costs the run nothing); its handler is still imported only when called."""
-        if fn.arn not in self._open and not self._debug:
-            self.get(plan, fn, environment).start()
+        if fn.arn in self._open or fn.arn in self._early or self._debug:
+            return
+        if self._starter is None:
+            from concurrent.futures import ThreadPoolExecutor
 
-    def _new(self, plan: LayerPlan, fn: FunctionPlan, environment: dict[str, str]):
+            self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dorc-sandboxes")
+        self._early[fn.arn] = self._starter.submit(self._start_new, plan, fn, environment)
+
+    def _start_new(self, plan: LayerPlan, fn: FunctionPlan, environment: dict[str, str]):
+        box = self._new(plan, fn, environment, early=True)
+        try:
+            box.start()
+        except BaseException:
+            box.close()
+            raise
+        return box
+
+    def _started_early(self, arn: str):
+        """The sandbox started in the background for ``arn``, once it is; None when there is none or
+        it could not start there (the caller starts it now, so that any error is the run's own)."""
+        future = self._early.pop(arn, None)
+        if future is None:
+            return None
+        try:
+            return future.result()
+        except Exception:  # noqa: BLE001 - started again by the caller, which reports what fails
+            return None
+
+    def ahead(self, box) -> int:
+        """How many functions after ``box``'s to start early."""
+        return AHEAD_FORKED if getattr(box, "forked", False) else AHEAD
+
+    def _new(self, plan: LayerPlan, fn: FunctionPlan, environment: dict[str, str], *, early: bool = False):
         from dorc_sim.sandbox.interpreters import find_interpreter
         from dorc_sim.sandbox.launcher import Sandbox, SandboxSpec
         from dorc_sim.sandbox.sdk import runtime_dir
@@ -109,7 +149,7 @@ class _Sandboxes:
 
         try:
             root = prepare(self._project.state_dir, fn.name, Path(fn.source_dir), fn.runtime,
-                           on_build=getattr(self._observer, "progress", None))
+                           on_build=_not_early if early else getattr(self._observer, "progress", None))
         except PackageError as exc:
             raise DorcError(f"{plan.key}/{fn.key}: {exc.message}", hint=exc.hint) from None
         from dorc_sim.aws import LocalAWSServerError
@@ -125,6 +165,14 @@ class _Sandboxes:
             raise ToolMissingError(f"{plan.key}/{fn.key}: {exc.message}", hint=exc.hint) from None
         if not python.exact and python.note not in self.notes:
             self.notes.append(python.note)
+        if (python.executable, runtime) not in self._compiled:  # once a run and Python: its stamp is read
+            from dorc_sim.sandbox.sdk import compile_for  # the sandbox cannot write the SDK's .pyc files: here
+
+            bytecode = compile_for(python.executable, runtime, label="python{}.{}".format(*python.version),
+                                   on_compile=_not_early if early else getattr(self._observer, "progress", None))
+            self._compiled.add((python.executable, runtime))
+            if bytecode.fresh and bytecode.warning and bytecode.warning not in self.notes:
+                self.notes.append(bytecode.warning)
         home_aws = os.path.join(os.path.expanduser("~"), ".aws")  # the host's credentials: not Lambda's
         spec = SandboxSpec(
             function=function_spec(plan, fn, environment, task_root=str(root.path)),
@@ -142,6 +190,15 @@ class _Sandboxes:
                 self.missing.append(item)
 
     def close(self) -> None:
+        early, self._early = list(self._early.values()), {}
+        for future in early:  # started for functions the run did not reach
+            try:
+                future.result().close()
+            except Exception:  # noqa: BLE001 - never started: nothing to end
+                pass
+        if self._starter is not None:
+            self._starter.shutdown(wait=True)
+            self._starter = None
         for box in self._open.values():
             box.close()
         self._open.clear()
@@ -150,6 +207,10 @@ class _Sandboxes:
     @property
     def line(self) -> str:
         return "full" if not self.missing else f"partial ({', '.join(self.missing)})"
+
+
+def _not_early(message: str) -> None:
+    raise _NotEarly(message)
 
 
 class _SourcePaths:
@@ -211,9 +272,12 @@ class _Backend:
         plan, fn = self._functions[function_arn]
         box = self._sandboxes.get(plan, fn, local_environment(plan, fn, self._fixtures))
         following = self._next.get(function_arn)
-        if following is not None:
+        for _ in range(self._sandboxes.ahead(box)):
+            if following is None:
+                break
             after, fn_after = following
             self._sandboxes.start_early(after, fn_after, local_environment(after, fn_after, self._fixtures))
+            following = self._next.get(fn_after.arn)
         self._observer.step_started(plan.key, fn.key, fn.name)
         try:
             inv = box.invoke(input_json)

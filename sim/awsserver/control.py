@@ -31,6 +31,7 @@ CLIENTS_LOCK = "clients.lock"
 LOG = "server.log"
 HEALTH_PATH = "/__dorc__/health"
 ROLES_PATH = "/__dorc__/roles"  # POST: functions' roles and their sessions (``dorc_sim.iam.roles``)
+BUCKETS_PATH = "/__dorc__/buckets"  # POST: buckets a run needs, created unless they exist
 # The one account of the local AWS: LocalStack's default, and the plan's for local runs
 # (``dorc.plan.LOCAL_ACCOUNT_ID``), so ARNs in grants name what the handlers reach.
 ACCOUNT = "000000000000"

@@ -20,9 +20,8 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
-from ..iam.principals import signing_service
 from . import control, store
 
 _MUTATING = {"PUT", "POST", "DELETE"}
@@ -32,7 +31,7 @@ class WriteThrough:
     """WSGI middleware around moto: health answers, activity time, S3 write-through."""
 
     def __init__(self, app, state: Path):
-        self.app = app
+        self.app = app  # moto's DomainDispatcherApplication
         self.state = state
         self.last_request = time.monotonic()
         self.in_flight = 0
@@ -46,12 +45,16 @@ class WriteThrough:
         if environ.get("PATH_INFO", "") == control.ROLES_PATH and environ.get("REQUEST_METHOD") == "POST":
             self.last_request = time.monotonic()
             return _roles(environ, start_response)
+        if environ.get("PATH_INFO", "") == control.BUCKETS_PATH and environ.get("REQUEST_METHOD") == "POST":
+            self.last_request = time.monotonic()
+            return _buckets(self.state, environ, start_response)
         self.last_request = time.monotonic()
         with self._count:
             self.in_flight += 1
         try:
-            target = _s3_target(environ) if environ.get("REQUEST_METHOD") in _MUTATING else None
-            result = self.app(environ, start_response)
+            app = self.app.get_application(environ)  # moto's own routing, done once, here
+            target = _s3_target(environ, app) if environ.get("REQUEST_METHOD") in _MUTATING else None
+            result = app(environ, start_response)
             if target is None:
                 return result
             try:
@@ -88,10 +91,46 @@ def _roles(environ, start_response):
     return [body]
 
 
-def _s3_target(environ) -> tuple[str, str | None] | None:
-    """(bucket, key or None) of a path-style S3 request (what boto3 sends to an IP endpoint)."""
-    if signing_service({"Authorization": environ.get("HTTP_AUTHORIZATION", "")},
-                       parse_qs(environ.get("QUERY_STRING", ""))) != "s3":
+def _buckets(state: Path, environ, start_response):
+    """Create the buckets a run needs that do not exist yet (persisted as any bucket is): one
+    request, so a run's own process needs no AWS SDK of its own."""
+    from moto.s3.models import s3_backends
+
+    try:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        request = json.loads(environ["wsgi.input"].read(size) or b"{}")
+        region = request.get("region") or "us-east-1"
+        backend = s3_backends[control.ACCOUNT]["aws"]
+        created = []
+        for name in request["buckets"]:
+            if _backend_bucket(name) is None:
+                try:
+                    backend.create_bucket(name, region)
+                except Exception:  # noqa: BLE001 - a concurrent run made it first: it exists, as asked
+                    if _backend_bucket(name) is None:
+                        raise
+                else:
+                    created.append(name)
+                persist(state, name, None)
+        answer, status = {"created": created}, "200 OK"
+    except Exception as exc:  # noqa: BLE001 - said to the client, which names the run that asked
+        logging.getLogger("dorc_sim.awsserver").exception("creating buckets failed")
+        answer, status = {"error": f"{type(exc).__name__}: {exc}"}, "400 Bad Request"
+    body = json.dumps(answer).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _s3_target(environ, app) -> tuple[str, str | None] | None:
+    """(bucket, key or None) of a path-style request (what boto3 sends to an IP endpoint) that
+    ``app``, the backend moto's dispatcher chose for it, serves as S3.
+
+    Following moto's choice rather than parsing the signature here, every write moto's S3 answers
+    is persisted: SigV4 scoped to s3 (header or presigned query), the older SigV2 (``Authorization:
+    AWS key:signature``, or a presigned URL's ``AWSAccessKeyId``/``Signature``) and unsigned
+    requests, which moto serves as S3; S3 Control, also signed for s3, is not.
+    """
+    if getattr(app, "service", None) != "s3":  # moto's create_backend_app names each backend app
         return None
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw:  # as sent: a key may hold "%", which a second unquote would change

@@ -21,9 +21,9 @@ can tell apart from a started worker: its hash seed (``str`` hashes) is the serv
 the run's sandboxes on the same Python; its session is its own (``os.getsid(0)`` is 1, where a
 started worker's session leader is outside its namespace, 0).
 
-A long-lived server (``dorc daemon``: ``--preload boto3``) imports the AWS SDK and parses botocore's
-common data files before it serves, so that a handler's ``import boto3`` is already done and its
-first client is quicker (Init Duration and Duration are then lower than cold). It takes more
+A long-lived server (``dorc daemon``: ``--preload boto3``) imports the AWS SDK, parses botocore's
+common data files and lists its service folders before it serves, so that a handler's ``import
+boto3`` is already done and its first client is quicker (Init Duration and Duration are then lower than cold). It takes more
 channels than its CONTROL socket: a ``{"t": "channel"}`` request on CONTROL carries one end of a
 new socket pair, served like CONTROL (a ``hello`` first, then a request per sandbox, answered
 there), one per run, until the run closes it or ends; the sandboxes forked for that channel are
@@ -67,6 +67,9 @@ def serve(control_fd: int, runtime_dir: str, run_sandbox, preload: tuple[str, ..
     except (OSError, AttributeError) as exc:
         _answer(control, {"t": "hello", "error": f"{type(exc).__name__}: {exc}"})
         os._exit(1)
+    import gc
+
+    gc.freeze()  # what is here now is never collected: a sandbox's GC does not copy these pages
     hello = {"t": "hello", "missing": sealed, **({"preloaded": sorted(loaded)} if preload else {})}
     _answer(control, hello)
     while True:
@@ -146,6 +149,49 @@ def _parse_sdk_data() -> None:
 
     load_file.__doc__ = original.__doc__
     loaders.JSONFileLoader.load_file = load_file
+    _list_services_once(loaders, loader)
+
+
+#: the kinds of data whose services botocore lists for every new session's first client
+LISTED_TYPES = ("service-2", "endpoint-rule-set-1")
+
+
+def _list_services_once(loaders, loader) -> None:
+    """A new session's first client lists every service folder of botocore's data (about 900
+    folders: ~30 ms of ``listdir``/``stat``) to check that the service exists. The SDK's own data
+    folders never change under a server, so they are listed here once; any other search path (a
+    handler's ``AWS_DATA_PATH``, ``~/.aws/models``) is listed live, as botocore does."""
+    if not (hasattr(loader, "is_builtin_path") and hasattr(loader, "_potential_locations")):
+        return  # another botocore than the one this was written for: its sessions list as usual
+    sdk = [path for path in loader.search_paths if loader.is_builtin_path(path)]
+    boto3 = sys.modules.get("boto3")
+    if boto3 is not None:  # boto3's own data folder, which its sessions add to the search path
+        sdk.append(os.path.join(os.path.dirname(boto3.__file__), "data"))
+    listed = {(path, kind): _services_under(path, kind, loader.file_loader)
+              for path in sdk if os.path.isdir(path) for kind in LISTED_TYPES}
+    original = loaders.Loader.list_available_services
+
+    @loaders.instance_cache
+    def list_available_services(self, type_name):
+        services = set()
+        for path in self._potential_locations():
+            known = listed.get((path, type_name))
+            services.update(known if known is not None else _services_under(path, type_name, self.file_loader))
+        return sorted(services)
+
+    list_available_services.__doc__ = original.__doc__
+    loaders.Loader.list_available_services = list_available_services
+
+
+def _services_under(path: str, type_name: str, file_loader) -> set[str]:
+    """What botocore's ``Loader.list_available_services`` finds in one search path."""
+    found = set()
+    for service in os.listdir(path):
+        folder = os.path.join(path, service)
+        if os.path.isdir(folder) and any(file_loader.exists(os.path.join(folder, version, type_name))
+                                         for version in os.listdir(folder)):
+            found.add(service)
+    return found
 
 
 def _end_sandboxes(pidfds: list[int]) -> None:

@@ -121,6 +121,31 @@ def _sandbox_isolation():
         return _isolation
 
 
+_compiled_lock = threading.Lock()
+_compiled: set[str] = set()  # the interpreters this process byte-compiled the runtime dir for
+
+
+def _sdk_bytecode(python: str, runtime: str) -> str | None:
+    """Byte-compile the runtime dir's AWS SDK for ``python``, once per process (and per SDK version
+    across processes: ``compile_for``'s stamp): the sandbox cannot write .pyc files, so without them
+    every cold start compiles boto3 and botocore. The note for the function's log when that failed."""
+    with _compiled_lock:
+        if python in _compiled:
+            return None
+        _compiled.add(python)
+        _dorc_sim()
+        try:
+            from dorc_sim.sandbox.sdk import compile_for
+
+            outcome = compile_for(python, _runtime_dir(), label=runtime, on_compile=LOG.info)
+        except Exception as exc:  # noqa: BLE001 - an older dorc_sim, an unreadable folder: never fatal
+            LOG.warning("dorc executor: the AWS SDK is not byte-compiled for %s: %s", python, exc)
+            return None
+        if outcome.warning:
+            LOG.warning("dorc executor: %s", outcome.warning)
+        return outcome.warning if outcome.fresh else None
+
+
 def _interpreter(runtime: str) -> tuple[str, str | None]:
     """The Python for ``runtime`` as local runs find it, and the note to log when it is not exact.
     Discovery failing (a bad ``$DORC_PYTHON3_N``): dorc's own interpreter, said in the note too."""
@@ -478,6 +503,7 @@ class DorcRuntimeExecutor(RuntimeExecutor):
         if self.python is None:
             self.python = _interpreter(str(cfg.runtime))
         python, note = self.python
+        bytecode_note = _sdk_bytecode(python, str(cfg.runtime))
         isolation = _sandbox_isolation()
         runtime_dir = _runtime_dir()
         user_env = cfg.environment or {}
@@ -486,7 +512,7 @@ class DorcRuntimeExecutor(RuntimeExecutor):
             "namespaces": isolation.namespaces,
             "tmp_mb": int(getattr(storage, "size", None) or 512),
             "hide": _host_aws_folders(),
-            "notes": [n for n in (note, None if isolation.namespaces else isolation.line) if n],
+            "notes": [n for n in (note, bytecode_note, None if isolation.namespaces else isolation.line) if n],
         }
         env = {
             # Lambda's variables (LocalStack's) and the function's own: nothing of LocalStack's
