@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -192,37 +193,37 @@ def test_a_handler_that_ends_the_process_still_gets_its_call_acknowledged(tmp_pa
 
 def test_the_sandbox_ends_with_its_lifeline_and_takes_the_handlers_children(tmp_path, endpoint):
     """LocalStack killed without stopping its environments: nothing of the sandbox outlives it."""
+    marker = f"300.{uuid.uuid4().int % 10**9:09d}"  # `sleep 300.<unique>`: this test's child, no other process
     worker = _start_worker(tmp_path, endpoint, (
         "import subprocess\n"
         "def handler(event, context):\n"
-        "    p = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+        "    p = subprocess.Popen(['sleep', event['marker']], start_new_session=True)\n"
         "    print('child', p.pid, flush=True)\n"
         "    return 'started'\n"))
     try:
-        assert _invoke(worker.port, "req-1", {}) == (200, b"OK")
+        assert _invoke(worker.port, "req-1", {"marker": marker}) == (200, b"OK")
         endpoint.next_post()
         assert endpoint.next_post()[0].endswith("/invocations/req-1/response")
-        sleepers_before = _sleepers()
-        assert sleepers_before, "the handler's child is running"
+        assert _sleepers(marker), "the handler's child is running"
         os.close(worker.lifeline)
         worker.lifeline = -1
         worker.proc.wait(timeout=10)
         deadline = time.monotonic() + 10
-        while _sleepers() & sleepers_before and time.monotonic() < deadline:
+        while _sleepers(marker) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _sleepers() & sleepers_before
+        assert not _sleepers(marker)
     finally:
         worker.stop()
 
 
-def _sleepers() -> set[int]:
-    """Host pids of `sleep 300` processes."""
+def _sleepers(marker: str) -> set[int]:
+    """Host pids of `sleep <marker>` processes."""
     out = set()
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    if fh.read().split(b"\0")[:2] == [b"sleep", b"300"]:
+                    if fh.read().split(b"\0")[:2] == [b"sleep", marker.encode()]:
                         out.add(int(pid))
             except OSError:
                 continue
