@@ -32,12 +32,20 @@ VOLATILE = {"started_at", "duration_ms", "request_id", "max_memory_mb"}
 def daemon_dir(tmp_path):
     folder = tmp_path / "daemon"
     yield folder
-    record = folder / "daemon.json"
-    if record.exists():  # whatever a test left running: stopped by its recorded PID
-        pid = json.loads(record.read_text())["pid"]
-        cmdline = Path(f"/proc/{pid}/cmdline")
-        if cmdline.exists() and b"dorc.daemon" in cmdline.read_bytes():
-            os.kill(pid, signal.SIGKILL)
+    # whatever a test left running (its recorded daemon, or one a background restart started):
+    # each process serving this test's own folder, stopped by its PID
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"dorc.daemon" in cmd and str(folder).encode() in cmd:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _env(daemon_dir: Path, **extra: str) -> dict[str, str]:
@@ -311,3 +319,17 @@ def test_a_warm_sandbox_lists_the_same_sdk_services_as_a_cold_one(daemon_dir, tm
     assert cold_body["own_model_seen"] and cold_body["s3"] == "s3"
     assert "s3" in cold_body["clients"] and "dorcdemo" in cold_body["clients"] and len(cold_body["clients"]) > 300
     assert _dorc(daemon_dir, "daemon", "stop").returncode == 0
+
+
+def test_a_background_restart_never_brings_back_a_stopped_daemon(daemon_dir):
+    """The restart a stale run starts replaces a daemon that still runs; one the user stopped
+    meanwhile stays stopped."""
+    assert _dorc(daemon_dir, "daemon", "start").returncode == 0
+    record_path = daemon_dir / "daemon.json"
+    record_path.write_text(json.dumps({**json.loads(record_path.read_text()), "digest": "loaded-another-dorc"}))
+    assert _dorc(daemon_dir, "daemon", "stop").returncode == 0
+    restart = subprocess.run([sys.executable, "-m", "dorc.daemon", "restart", str(daemon_dir)], env=_env(daemon_dir),
+                             capture_output=True, text=True, timeout=120)
+    assert restart.returncode == 0, restart.stderr
+    assert not record_path.exists()
+    assert "not running" in _dorc(daemon_dir, "daemon", "status").stdout

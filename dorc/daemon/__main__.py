@@ -16,7 +16,7 @@ if __name__ == "__main__":
 
         os.environ[paths.DIR_VAR] = sys.argv[2]
         try:
-            control.start()
+            control.replace_stale()
         except control.DaemonError as exc:
             sys.exit(f"dorc daemon restart: {exc.message}")
     else:

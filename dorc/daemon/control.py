@@ -72,26 +72,43 @@ def start() -> tuple[DaemonInfo, bool]:
         running = status()
         if running is not None and running.fresh:
             return running, False
-        if running is not None:
-            _stop_pid(running.pid, base)
-        _clean(base)
-        with open(paths.file(paths.LOG, base), "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", MODULE, "serve", base], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=log, cwd="/", start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            info = status()
-            if info is not None and info.pid == proc.pid:
-                proc.returncode = 0  # it lives on on its own: not this process's to wait for
-                return info, True
-            time.sleep(0.02)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        raise DaemonError(f"the dorc daemon did not start: {_tail(paths.file(paths.LOG, base))}",
-                          hint=f"its log is {paths.file(paths.LOG, base)}; runs work without it")
+        return _replace(base, running), True
+
+
+def replace_stale() -> DaemonInfo | None:
+    """A stale daemon replaced by a fresh one (a run found it stale: ``python -m dorc.daemon
+    restart``); nothing when none runs any more (stopped meanwhile: not started again) or the one
+    running is fresh (another run replaced it first)."""
+    base = folder()
+    with _locked(base):
+        running = status()
+        if running is None or running.fresh:
+            return None
+        return _replace(base, running)
+
+
+def _replace(base: str, running: DaemonInfo | None) -> DaemonInfo:
+    """Under the lock: stop ``running`` (if any) by its PID and start a daemon in its place."""
+    if running is not None:
+        _stop_pid(running.pid, base)
+    _clean(base)
+    with open(paths.file(paths.LOG, base), "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", MODULE, "serve", base], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=log, cwd="/", start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        info = status()
+        if info is not None and info.pid == proc.pid:
+            proc.returncode = 0  # it lives on on its own: not this process's to wait for
+            return info
+        time.sleep(0.02)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    raise DaemonError(f"the dorc daemon did not start: {_tail(paths.file(paths.LOG, base))}",
+                      hint=f"its log is {paths.file(paths.LOG, base)}; runs work without it")
 
 
 def stop() -> DaemonInfo | None:
