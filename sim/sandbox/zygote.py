@@ -22,8 +22,9 @@ the run's sandboxes on the same Python; its session is its own (``os.getsid(0)``
 started worker's session leader is outside its namespace, 0).
 
 A long-lived server (``dorc daemon``: ``--preload boto3``) imports the AWS SDK, parses botocore's
-common data files and lists its service folders before it serves, so that a handler's ``import
-boto3`` is already done and its first client is quicker (Init Duration and Duration are then lower than cold). It takes more
+common data files, lists its service folders and works out its built-in event handlers' aliases
+and signatures before it serves, so that a handler's ``import boto3`` is already done and its
+first client is quicker (Init Duration and Duration are then lower than cold). It takes more
 channels than its CONTROL socket: a ``{"t": "channel"}`` request on CONTROL carries one end of a
 new socket pair, served like CONTROL (a ``hello`` first, then a request per sandbox, answered
 there), one per run, until the run closes it or ends; the sandboxes forked for that channel are
@@ -150,6 +151,7 @@ def _parse_sdk_data() -> None:
     load_file.__doc__ = original.__doc__
     loaders.JSONFileLoader.load_file = load_file
     _list_services_once(loaders, loader)
+    _share_hook_work()
 
 
 #: the kinds of data whose services botocore lists for every new session's first client
@@ -181,6 +183,44 @@ def _list_services_once(loaders, loader) -> None:
 
     list_available_services.__doc__ = original.__doc__
     loaders.Loader.list_available_services = list_available_services
+
+
+def _share_hook_work() -> None:
+    """Each new session registers ~140 built-in event handlers, working out again for each its
+    aliased event name and whether it takes ``**kwargs`` (``inspect``): about half of a warm
+    first client. Both are pure functions of their input, so the answers are worked out here once
+    (a throwaway session registers them) and handed to every session: its aliaser starts with them
+    (only with botocore's own aliases), and a plain function's signature is looked at once.
+    Visible only in botocore's debug log, which says "Changing event name" for those once here."""
+    import types
+
+    from botocore import hooks, session
+
+    if not (hasattr(hooks, "EventAliaser") and hasattr(hooks, "accepts_kwargs")
+            and hasattr(hooks, "EVENT_ALIASES")):
+        return  # another botocore than the one this was written for: its sessions work as usual
+    try:
+        known_aliases = dict(session.Session()._events._alias_name_cache)
+    except AttributeError:
+        return
+    aliaser_init, accepts_kwargs = hooks.EventAliaser.__init__, hooks.accepts_kwargs
+    signatures: dict = {}
+
+    def __init__(self, event_emitter, event_aliases=None):
+        aliaser_init(self, event_emitter, event_aliases)
+        if self._event_aliases is hooks.EVENT_ALIASES:
+            self._alias_name_cache.update(known_aliases)
+
+    def accepts_kwargs_once(func):
+        if type(func) is not types.FunctionType:  # a bound method, a partial: new ones keep coming
+            return accepts_kwargs(func)
+        answer = signatures.get(func)
+        if answer is None:
+            answer = signatures[func] = accepts_kwargs(func)
+        return answer
+
+    hooks.EventAliaser.__init__ = __init__
+    hooks.accepts_kwargs = accepts_kwargs_once
 
 
 def _services_under(path: str, type_name: str, file_loader) -> set[str]:
