@@ -60,9 +60,7 @@ class LocalAWS:
             stack.enter_context(control.lease(self.store_dir))
             self.server = start_server(self.store_dir, self.idle_minutes)
             self._stack = stack
-            if self.buckets:
-                self._control(control.BUCKETS_PATH, {"buckets": self.buckets, "region": self.region},
-                              "create the run's buckets")
+            self.ensure_buckets(self.buckets)
         except BaseException:
             self._stack = None
             self.server = None
@@ -134,9 +132,11 @@ class LocalAWS:
                             aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                             aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"])
 
-    def ensure_bucket(self, name: str) -> None:
-        """Create ``name`` in this AWS's region unless it exists."""
-        self._control(control.BUCKETS_PATH, {"buckets": [name], "region": self.region}, f"create bucket {name}")
+    def ensure_buckets(self, names: list[str]) -> None:
+        """Create each of ``names`` in this AWS's region unless it exists (one request)."""
+        if names:
+            self._control(control.BUCKETS_PATH, {"buckets": list(names), "region": self.region},
+                          f"create bucket(s) {', '.join(names)}")
 
 
 # -- the server -----------------------------------------------------------------------------------

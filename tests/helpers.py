@@ -169,3 +169,23 @@ def unavailable(message: str) -> None:
     if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
         pytest.fail(f"{message} (CI)", pytrace=False)
     pytest.skip(message)
+
+
+def command_lines() -> dict[int, list[bytes]]:
+    """This machine's processes (host pids) and their command lines (``/proc``)."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                out[int(pid)] = fh.read().split(b"\0")[:-1]
+        except OSError:
+            continue
+    return out
+
+
+def processes_with(*args: str) -> list[int]:
+    """The processes whose command line holds every one of ``args`` as an argument of its own."""
+    wanted = [a.encode() for a in args]
+    return [pid for pid, argv in command_lines().items() if all(w in argv for w in wanted)]

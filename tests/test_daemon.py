@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import OK_HANDLER, OUTSIDE_VARS, chain_main, make_project
+from helpers import OK_HANDLER, OUTSIDE_VARS, chain_main, make_project, processes_with
 
 ENTRY = "import sys; from dorc.cli.entry import console_main; console_main()"
 SLEEPER = """
@@ -34,18 +34,11 @@ def daemon_dir(tmp_path):
     yield folder
     # whatever a test left running (its recorded daemon, or one a background restart started):
     # each process serving this test's own folder, stopped by its PID
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in processes_with("dorc.daemon", str(folder)):
         try:
-            cmd = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"dorc.daemon" in cmd and str(folder).encode() in cmd:
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _env(daemon_dir: Path, **extra: str) -> dict[str, str]:

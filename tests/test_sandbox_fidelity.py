@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from dorc.api import invoke_function, run_pipeline
-from helpers import OK_HANDLER, OUTSIDE_VARS, REPO_ROOT, chain_main
+from helpers import OK_HANDLER, OUTSIDE_VARS, REPO_ROOT, chain_main, processes_with
 
 CLI_TIMEOUT = 60  # seconds: a hung run fails the test instead of the suite
 
@@ -504,25 +504,11 @@ def handler(event, context):
 """
 
 
-def _processes_with_arg(arg: str) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if arg.encode() in cmdline:
-            found.append(int(pid))
-    return found
-
-
 def test_lingering_threads_and_children_do_not_keep_the_run_alive(project_factory):
     marker = f"1000.{uuid.uuid4().int % 10**9:09d}"  # `sleep 1000.<unique>`: found in /proc by it
     root = one_layer(project_factory, "f1", functions={"f1": LINGERING})
     proc, seconds = dorc_run(root, "--json", "--event", json.dumps({"marker": marker}))
-    leftovers = _processes_with_arg(marker)
+    leftovers = processes_with(marker)
     for pid in leftovers:  # never leave them behind, whatever the assertions say
         try:
             os.kill(pid, 9)

@@ -19,6 +19,7 @@ from dorc_sim.sandbox.interpreters import find_interpreter
 from dorc_sim.sandbox.isolation import probe
 from dorc_sim.sandbox.launcher import Sandbox, SandboxSpec
 from dorc_sim.sandbox.sdk import runtime_dir
+from helpers import processes_with
 
 pytestmark = pytest.mark.skipif(not probe().namespaces, reason=f"no full sandbox here: {probe().reason}")
 
@@ -129,25 +130,13 @@ def handler(event, context):
 """
 
 
-def _processes_with_arg(arg: str) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if arg.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
-                    found.append(int(pid))
-            except OSError:
-                pass
-    return found
-
-
 def test_the_timeout_ends_the_forked_sandbox_with_its_children(tmp_path, python312, servers):
     marker = f"1000.{uuid.uuid4().int % 10**9:09d}"
     with sandbox(tmp_path, python312, SPAWNS, servers, timeout=1.0) as box:
         box.start()
         assert box.forked
         result = box.invoke(json.dumps({"marker": marker}))
-    leftovers = _processes_with_arg(marker)
+    leftovers = processes_with(marker)
     for pid in leftovers:
         os.kill(pid, 9)
     assert result.error is not None and result.error.type == "Sandbox.Timedout", result.error
@@ -206,11 +195,11 @@ def test_closing_the_servers_ends_their_sandboxes(tmp_path, python312):
     try:
         box.invoke(json.dumps({"marker": marker}))
         assert box.forked
-        assert _processes_with_arg(marker)  # still running after the call, as a child may
+        assert processes_with(marker)  # still running after the call, as a child may
     finally:
         box.close()
         pool.close()
-    leftovers = _processes_with_arg(marker)
+    leftovers = processes_with(marker)
     for pid in leftovers:
         os.kill(pid, 9)
     assert leftovers == []

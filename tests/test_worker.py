@@ -21,6 +21,7 @@ import pytest
 from dorc_sim.sandbox.interpreters import find_interpreter
 from dorc_sim.sandbox.isolation import command_prefix, probe
 from dorc_sim.sandbox.sdk import runtime_dir
+from helpers import processes_with
 
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -204,30 +205,16 @@ def test_the_sandbox_ends_with_its_lifeline_and_takes_the_handlers_children(tmp_
         assert _invoke(worker.port, "req-1", {"marker": marker}) == (200, b"OK")
         endpoint.next_post()
         assert endpoint.next_post()[0].endswith("/invocations/req-1/response")
-        assert _sleepers(marker), "the handler's child is running"
+        assert processes_with("sleep", marker), "the handler's child is running"
         os.close(worker.lifeline)
         worker.lifeline = -1
         worker.proc.wait(timeout=10)
         deadline = time.monotonic() + 10
-        while _sleepers(marker) and time.monotonic() < deadline:
+        while processes_with("sleep", marker) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _sleepers(marker)
+        assert not processes_with("sleep", marker)
     finally:
         worker.stop()
-
-
-def _sleepers(marker: str) -> set[int]:
-    """Host pids of `sleep <marker>` processes."""
-    out = set()
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    if fh.read().split(b"\0")[:2] == [b"sleep", marker.encode()]:
-                        out.add(int(pid))
-            except OSError:
-                continue
-    return out
 
 
 def test_the_runtime_does_not_outlive_the_sandboxs_first_process(tmp_path, endpoint):

@@ -147,9 +147,9 @@ class _Sandboxes:
         from ..package import PackageError
         from ..taskroot import prepare
 
+        progress = _not_early if early else getattr(self._observer, "progress", None)  # what takes a while
         try:
-            root = prepare(self._project.state_dir, fn.name, Path(fn.source_dir), fn.runtime,
-                           on_build=_not_early if early else getattr(self._observer, "progress", None))
+            root = prepare(self._project.state_dir, fn.name, Path(fn.source_dir), fn.runtime, on_build=progress)
         except PackageError as exc:
             raise DorcError(f"{plan.key}/{fn.key}: {exc.message}", hint=exc.hint) from None
         from dorc_sim.aws import LocalAWSServerError
@@ -169,7 +169,7 @@ class _Sandboxes:
             from dorc_sim.sandbox.sdk import compile_for  # the sandbox cannot write the SDK's .pyc files: here
 
             bytecode = compile_for(python.executable, runtime, label="python{}.{}".format(*python.version),
-                                   on_compile=_not_early if early else getattr(self._observer, "progress", None))
+                                   on_compile=progress)
             self._compiled.add((python.executable, runtime))
             if bytecode.fresh and bytecode.warning and bytecode.warning not in self.notes:
                 self.notes.append(bytecode.warning)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from ..files import locked
+
 INFO = "server.json"
 START_LOCK = "server.lock"
 CLIENTS_LOCK = "clients.lock"
@@ -65,10 +67,11 @@ class ServerInfo:
 
 
 def digest() -> str:
-    """What the server runs: this package's code, the IAM checks it installs, and moto's version."""
+    """What the server runs: this package's code, the IAM checks it installs, the shared file
+    helpers, and moto's version."""
     h = hashlib.sha256()
     here = Path(__file__).parent
-    for p in sorted([*here.glob("*.py"), *(here.parent / "iam").glob("*.py")]):
+    for p in sorted([*here.glob("*.py"), *(here.parent / "iam").glob("*.py"), here.parent / "files.py"]):
         h.update(p.parent.name.encode() + b"/" + p.name.encode() + b"\0" + p.read_bytes())
     try:
         h.update(version("moto").encode())
@@ -127,20 +130,9 @@ def running(state: Path) -> ServerInfo | None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path, mode: int):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
-        fcntl.flock(f, mode)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
 def lease(state: Path):
     """Hold while using the server: an idle server does not stop under it."""
-    with _locked(Path(state) / CLIENTS_LOCK, fcntl.LOCK_SH):
+    with locked(Path(state) / CLIENTS_LOCK, fcntl.LOCK_SH):
         yield
 
 
@@ -154,7 +146,7 @@ def ensure(state: Path, idle: float | None = None) -> ServerInfo:
     info = running(state)
     if info is not None and info.digest == want:
         return info
-    with _locked(state / START_LOCK, fcntl.LOCK_EX):
+    with locked(state / START_LOCK, fcntl.LOCK_EX):
         info = running(state)
         if info is not None and info.digest == want:
             return info
@@ -213,7 +205,7 @@ def stop(state: Path) -> ServerInfo | None:
     """Stop the server of ``state`` by the PID in server.json (after checking it is that server);
     returns what was stopped, or None if none ran."""
     state = Path(state).resolve()
-    with _locked(state / START_LOCK, fcntl.LOCK_EX):
+    with locked(state / START_LOCK, fcntl.LOCK_EX):
         info = read_info(state)
         if info is None:
             return None

@@ -37,17 +37,18 @@ class WriteThrough:
         self.in_flight = 0
         self._count = threading.Lock()
         self._health = json.dumps({"pid": os.getpid(), "state": str(state), "digest": control.digest()}).encode()
+        # the server's own requests: path -> (what it does, for the log; the work on the request)
+        self._own = {control.ROLES_PATH: ("setting up roles", _roles),
+                     control.BUCKETS_PATH: ("creating buckets", lambda request: _buckets(state, request))}
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO", "") == control.HEALTH_PATH:  # `dorc sim status` is not use: no activity
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(self._health)))])
             return [self._health]
-        if environ.get("PATH_INFO", "") == control.ROLES_PATH and environ.get("REQUEST_METHOD") == "POST":
+        own = self._own.get(environ.get("PATH_INFO", "")) if environ.get("REQUEST_METHOD") == "POST" else None
+        if own is not None:  # a run's set-up, asked as one JSON request
             self.last_request = time.monotonic()
-            return _roles(environ, start_response)
-        if environ.get("PATH_INFO", "") == control.BUCKETS_PATH and environ.get("REQUEST_METHOD") == "POST":
-            self.last_request = time.monotonic()
-            return _buckets(self.state, environ, start_response)
+            return _json_request(environ, start_response, *own)
         self.last_request = time.monotonic()
         with self._count:
             self.in_flight += 1
@@ -74,51 +75,46 @@ class WriteThrough:
             self.last_request = time.monotonic()
 
 
-def _roles(environ, start_response):
-    """The functions' roles as the plan grants them, and a session for each (one call a run)."""
-    from dorc_sim.iam import roles
-
+def _json_request(environ, start_response, doing: str, work):
+    """``work`` on the request's JSON; its answer as JSON, or the error said to the client (which
+    names the run that asked) and logged here."""
     try:
         size = int(environ.get("CONTENT_LENGTH") or 0)
-        request = json.loads(environ["wsgi.input"].read(size) or b"{}")
-        answer, status = roles.ensure(request["roles"], account=control.ACCOUNT,
-                                      region=request.get("region") or "us-east-1"), "200 OK"
+        answer, status = work(json.loads(environ["wsgi.input"].read(size) or b"{}")), "200 OK"
     except Exception as exc:  # noqa: BLE001 — said to the client, which names the run that asked
-        logging.getLogger("dorc_sim.awsserver").exception("setting up roles failed")
+        logging.getLogger("dorc_sim.awsserver").exception("%s failed", doing)
         answer, status = {"error": f"{type(exc).__name__}: {exc}"}, "400 Bad Request"
     body = json.dumps(answer).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
 
 
-def _buckets(state: Path, environ, start_response):
+def _roles(request: dict) -> dict:
+    """The functions' roles as the plan grants them, and a session for each (one call a run)."""
+    from dorc_sim.iam import roles
+
+    return roles.ensure(request["roles"], account=control.ACCOUNT, region=request.get("region") or "us-east-1")
+
+
+def _buckets(state: Path, request: dict) -> dict:
     """Create the buckets a run needs that do not exist yet (persisted as any bucket is): one
     request, so a run's own process needs no AWS SDK of its own."""
     from moto.s3.models import s3_backends
 
-    try:
-        size = int(environ.get("CONTENT_LENGTH") or 0)
-        request = json.loads(environ["wsgi.input"].read(size) or b"{}")
-        region = request.get("region") or "us-east-1"
-        backend = s3_backends[control.ACCOUNT]["aws"]
-        created = []
-        for name in request["buckets"]:
-            if _backend_bucket(name) is None:
-                try:
-                    backend.create_bucket(name, region)
-                except Exception:  # noqa: BLE001 - a concurrent run made it first: it exists, as asked
-                    if _backend_bucket(name) is None:
-                        raise
-                else:
-                    created.append(name)
-                persist(state, name, None)
-        answer, status = {"created": created}, "200 OK"
-    except Exception as exc:  # noqa: BLE001 - said to the client, which names the run that asked
-        logging.getLogger("dorc_sim.awsserver").exception("creating buckets failed")
-        answer, status = {"error": f"{type(exc).__name__}: {exc}"}, "400 Bad Request"
-    body = json.dumps(answer).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-    return [body]
+    region = request.get("region") or "us-east-1"
+    backend = s3_backends[control.ACCOUNT]["aws"]
+    created = []
+    for name in request["buckets"]:
+        if _backend_bucket(name) is None:
+            try:
+                backend.create_bucket(name, region)
+            except Exception:  # noqa: BLE001 - a concurrent run made it first: it exists, as asked
+                if _backend_bucket(name) is None:
+                    raise
+            else:
+                created.append(name)
+            persist(state, name, None)
+    return {"created": created}
 
 
 def _s3_target(environ, app) -> tuple[str, str | None] | None:

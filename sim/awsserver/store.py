@@ -13,23 +13,20 @@ reported (``check``) and rebuilt from its object files (``repair``), never read 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from ..files import TMP_PREFIX, locked, write_atomic
+
 INDEX = "index.json"
 BUCKET_FILE = "bucket.json"
 LOCK = ".lock"
-TMP_PREFIX = ".tmp-"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 REPAIR_HINT = "run `dorc store check` to see what is wrong and `dorc store repair` to rebuild the index from the object files"
 
@@ -59,31 +56,9 @@ def object_name(key: str) -> str:
     return quote(key, safe="")
 
 
-def write_atomic(target: Path, data: bytes) -> None:
-    """``target`` holds either its old bytes or ``data``, never a part; the temporary file has a
-    unique name (several writers may replace one file at once) and is gone on failure."""
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=target.parent)
-    try:
-        os.fchmod(fd, 0o644)  # as a plain write would leave it (mkstemp's is 0600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
 def bucket_lock(bdir: Path):
     """Exclusive per bucket, across processes (the server's threads and ``dorc store`` alike)."""
-    bdir.mkdir(parents=True, exist_ok=True)
-    with open(bdir / LOCK, "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return locked(bdir / LOCK)
 
 
 def read_index(bdir: Path) -> dict[str, dict]:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from ..files import locked, write_atomic
+
 #: What Lambda's Python runtime ships besides the standard library (name -> a package, or a module file).
 SDK_NAMES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
 COMPILED_SUFFIXES = (".so", ".pyd", ".dylib")
@@ -126,7 +128,7 @@ def compile_for(python: str, folder: str | os.PathLike, *, label: str | None = N
     if known is not None:
         return known
     try:
-        with _locked(folder / f"{STAMP_PREFIX}lock"):
+        with locked(folder / f"{STAMP_PREFIX}lock"):
             known = _stamped(stamp, python, links)
             if known is not None:
                 return known
@@ -202,25 +204,6 @@ def _sdk_changed(stamp: Path, links: dict[str, str]) -> bool:
     return any(before.get(name) != value for name, value in now.items() if name != "dorc_sim")
 
 
-class _locked:
-    """An exclusive ``flock`` on ``path`` (created), released on exit or when the process ends."""
-
-    def __init__(self, path: Path):
-        self._path = path
-        self._fd: int | None = None
-
-    def __enter__(self):
-        import fcntl
-
-        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # releases the lock
-
-
 def _compile(python: str, links: dict[str, str]) -> Bytecode:
     """``python -I -S -m compileall`` on the real folders (compileall does not follow a linked
     folder); a module file through its link, where the worker's import looks for its .pyc."""
@@ -253,18 +236,10 @@ def _last_line(text: str) -> str:
 
 
 def _write_stamp(stamp: Path, outcome: Bytecode, fingerprint: dict) -> None:
-    """Temp file + rename: a reader sees the old stamp or the new one, never half of one."""
+    """A reader sees the old stamp or the new one, never half of one."""
     data = {**fingerprint, "tag": outcome.tag, "ok": outcome.ok, "reason": outcome.reason,
             "compiled_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    fd, tmp = tempfile.mkstemp(prefix=f"{STAMP_PREFIX}tmp.", dir=stamp.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-        os.replace(tmp, stamp)
-    except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(stamp, json.dumps(data, indent=1).encode())
 
 
 def cache_root() -> Path:

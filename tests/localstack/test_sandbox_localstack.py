@@ -5,14 +5,13 @@ through dorc's API, the way a user's pipeline is."""
 from __future__ import annotations
 
 import errno
-import os
 import re
 import time
 import uuid
 
 import pytest
 from dorc_sim.sandbox.isolation import probe
-from helpers import chain_main, make_project
+from helpers import chain_main, command_lines, make_project
 
 from dorc.api import run_pipeline
 from dorc.project import find_project
@@ -175,14 +174,4 @@ def test_init_is_not_charged_to_the_timeout(dorc_localstack, tmp_path):
 def _host_processes(*argv: str) -> list[int]:
     """This machine's processes whose command line is ``argv``."""
     wanted = [a.encode() for a in argv]
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if fh.read().split(b"\0")[:-1] == wanted:
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
+    return [pid for pid, line in command_lines().items() if line == wanted]
